@@ -1,0 +1,50 @@
+/**
+ * The adapter-variant contract. A variant (LoRA, DoRA, ...) is a small value that creates an
+ * `Adapter` for one linear layer; the adapter owns its variables and knows how to apply itself,
+ * how to express itself as a weight update (`delta`, which is what merging and the COLA chain
+ * need), and how its tensors are named in a PEFT state dict.
+ *
+ * Writing a new variant means implementing these two interfaces; see `@peftkit/lora` for the
+ * reference implementation.
+ */
+import type * as tf from "@tensorflow/tfjs-core"
+import type { Parameter } from "./Parameter.js"
+
+/** What a variant may know about the layer it adapts. `weight` is [out, in], the PyTorch layout. */
+export interface LinearTarget {
+  readonly name: string
+  readonly inFeatures: number
+  readonly outFeatures: number
+  readonly weight: tf.Tensor2D
+  readonly bias: tf.Tensor1D | undefined
+}
+
+export interface Adapter {
+  /** Variant name, e.g. "lora". */
+  readonly variant: string
+  /** The adapted module's name, e.g. `model.layers.0.self_attn.q_proj`. */
+  readonly moduleName: string
+  /** Trainable parameters, named `<moduleName>.<suffix>` (e.g. `...q_proj.lora_A.weight`). */
+  parameters(): ReadonlyArray<Parameter>
+  /**
+   * The layer output with the adapter applied. `x` is [n, in]; `base` is the frozen layer's own
+   * output x W^T + b for the same rows. Called only while the adapter is enabled and unmerged.
+   */
+  forward(x: tf.Tensor2D, base: tf.Tensor2D, layer: LinearTarget, training: boolean): tf.Tensor2D
+  /** The weight update this adapter stands for, [out, in] float32: merging sets W <- W + delta. */
+  delta(layer: LinearTarget): tf.Tensor2D
+  /** Re-draws the adapter's initialisation in place (a new COLA link), from `seed`. */
+  reinitialize(seed: number): void
+  /** Tensors keyed by their suffix in a PEFT state dict (`lora_A.weight`); copies the caller owns. */
+  stateDict(): Record<string, tf.Tensor>
+  /** Loads tensors keyed like `stateDict`; throws `ShapeMismatch`/`InvalidCheckpoint` on bad input. */
+  loadStateDict(tensors: Readonly<Record<string, tf.Tensor>>): void
+  dispose(): void
+}
+
+export interface AdapterVariant<Config> {
+  /** e.g. "lora"; also the PEFT `peft_type` in lower case where one exists. */
+  readonly name: string
+  /** Creates the adapter for one layer; `seed` makes its initialisation reproducible. */
+  create(target: LinearTarget, config: Config, seed: number): Adapter
+}

@@ -1,0 +1,70 @@
+/**
+ * The typed errors of peftkit. Each is an Effect `Data.TaggedError`, so it is both a value in an
+ * Effect's error channel and a plain `Error` that synchronous tfjs code may throw; boundaries
+ * (`Effect.try`) turn throws back into typed failures.
+ */
+import { Data } from "effect"
+
+/** A config value failed to decode; `field` is the dotted path of the offending key. */
+export class ConfigError extends Data.TaggedError("ConfigError")<{
+  readonly field: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid config: ${this.field === "" ? "(root)" : `'${this.field}'`}: ${this.reason}`
+  }
+}
+
+/** Two tensors (or a tensor and a declaration) disagree on shape. */
+export class ShapeMismatch extends Data.TaggedError("ShapeMismatch")<{
+  readonly what: string
+  readonly expected: ReadonlyArray<number>
+  readonly actual: ReadonlyArray<number>
+}> {
+  override get message(): string {
+    return `shape mismatch for ${this.what}: expected [${this.expected.join(", ")}], got [${this.actual.join(", ")}]`
+  }
+}
+
+/** A checkpoint, adapter or state file is unusable: missing tensors, unexpected keys, bad metadata. */
+export class InvalidCheckpoint extends Data.TaggedError("InvalidCheckpoint")<{
+  readonly path: string
+  readonly reason: string
+  readonly tensor?: string
+}> {
+  override get message(): string {
+    return `invalid checkpoint ${this.path}${this.tensor === undefined ? "" : ` (tensor '${this.tensor}')`}: ${this.reason}`
+  }
+}
+
+/** The requested compute backend cannot be used here; `install` says what would fix it. */
+export class BackendUnavailable extends Data.TaggedError("BackendUnavailable")<{
+  readonly backend: string
+  readonly reason: string
+  readonly install: string
+}> {
+  override get message(): string {
+    return `backend '${this.backend}' is unavailable: ${this.reason}. ${this.install}`
+  }
+}
+
+/** The training loss became NaN or infinite; parameters after `step` are not trustworthy. */
+export class NonFiniteLoss extends Data.TaggedError("NonFiniteLoss")<{
+  readonly step: number
+  readonly value: number
+}> {
+  override get message(): string {
+    return `loss became ${this.value} at step ${this.step}; stopping (the last saved checkpoint is intact)`
+  }
+}
+
+/** A file could not be read or written. */
+export class FileError extends Data.TaggedError("FileError")<{
+  readonly path: string
+  readonly operation: "read" | "write" | "rename" | "mkdir" | "stat"
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `cannot ${this.operation} ${this.path}: ${this.reason}`
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * The training loop, as one readable Effect program (nanoGPT's loop, with Effect at the edges):
+ * schedule -> step -> report every N -> eval every M -> checkpoint every K.
+ *
+ * The step itself is plain synchronous tfjs inside `tf.tidy`: forward, gradients of the
+ * optimizer's parameters, optional global-norm clipping, the optimizer update. Losses stay on the
+ * device and are read back only at report, eval and checkpoint boundaries (`await data()`), so
+ * the hot path never blocks on `dataSync`. Non-finite losses are caught at those boundaries,
+ * before anything is written to disk, and fail the program with `NonFiniteLoss`.
+ */
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+import { measurePeakBytes } from "./Backend.js"
+import { NonFiniteLoss } from "./Errors.js"
+import { clipByGlobalNorm } from "./GradientClipping.js"
+import { MetricsLog } from "./MetricsLog.js"
+import type { Optimizer } from "./Optimizer.js"
+import type { NamedGradients, Parameter } from "./Parameter.js"
+import { ProgressReporter } from "./Progress.js"
+import type { Schedule } from "./Schedule.js"
+
+/** Extension points run around each step; the COLA chain's knots are a hook. */
+export interface TrainingHook {
+  /** Runs before step `step` (0-based, absolute); may merge, re-initialise, reset the optimizer. */
+  readonly beforeStep?: (step: number) => Effect.Effect<void>
+  /** Runs once after the last step. */
+  readonly afterTraining?: (lastStep: number) => Effect.Effect<void>
+}
+
+export interface TrainOptions<Batch, E = never, R = never> {
+  /** Label for progress output and metrics, e.g. "lora". */
+  readonly label?: string
+  /** The scalar to minimise for one batch; `training` enables dropout. */
+  readonly loss: (batch: Batch, training: boolean) => tf.Scalar
+  /** The batch for a given step. Called inside the step's `tf.tidy`, so tensors it creates are freed. */
+  readonly batch: (step: number) => Batch
+  /** Tokens (or examples) in a batch, for throughput figures. */
+  readonly tokensPerBatch?: (step: number) => number
+  readonly optimizer: Optimizer
+  /** Steps to run in total; training runs steps `startStep` .. `steps - 1`. */
+  readonly steps: number
+  /** First step, when resuming (the schedule and batches continue from there). */
+  readonly startStep?: number
+  readonly learningRate: Schedule
+  /** Global-norm gradient clipping threshold (PyTorch `clip_grad_norm_`); off when undefined. */
+  readonly clipNorm?: number
+  /** Report line every N steps (default 10). */
+  readonly reportEvery?: number
+  /** Validation every M steps and after the last step (off when undefined). */
+  readonly evalEvery?: number
+  readonly evaluate?: (step: number) => Effect.Effect<number, E, R>
+  /** Checkpoint every K steps and after the last step (off when undefined). */
+  readonly checkpointEvery?: number
+  readonly checkpoint?: (step: number) => Effect.Effect<void, E, R>
+  readonly hooks?: ReadonlyArray<TrainingHook>
+  /** Measure the step's peak bytes (tf.profile, which syncs every kernel) every N steps; default 50. */
+  readonly profileEvery?: number
+}
+
+export interface TrainingResult {
+  readonly label: string
+  /** One entry per step run. */
+  readonly trainLoss: ReadonlyArray<{ readonly step: number; readonly loss: number; readonly learningRate: number }>
+  readonly validation: ReadonlyArray<{ readonly step: number; readonly loss: number }>
+  readonly seconds: number
+  readonly tokens: number
+  /** Highest engine byte count seen inside a profiled step (includes the model's weights). */
+  readonly peakBytes: number
+}
+
+/** Maps tfjs variable names (process-unique) to parameter names, rebuilt when the groups change. */
+const parameterIndex = (optimizer: Optimizer) => {
+  let groups: Optimizer["groups"] | undefined
+  let variables: Array<tf.Variable> = []
+  let names = new Map<string, string>()
+  return () => {
+    if (groups !== optimizer.groups) {
+      groups = optimizer.groups
+      const params: Array<Parameter> = groups.flatMap((group) => group.params)
+      variables = params.map((param) => param.variable)
+      names = new Map(params.map((param) => [param.variable.name, param.name]))
+    }
+    return { variables, names }
+  }
+}
+
+/**
+ * One optimizer step: forward, backward, clip, update. Returns the loss scalar (the caller owns
+ * it); every other tensor created here is freed before returning.
+ */
+export const trainStep = <Batch>(
+  options: Pick<TrainOptions<Batch>, "loss" | "batch" | "optimizer" | "clipNorm">,
+  step: number,
+  learningRate: number,
+  parameters: { readonly variables: ReadonlyArray<tf.Variable>; readonly names: ReadonlyMap<string, string> }
+): tf.Scalar =>
+  tf.tidy(() => {
+    const batch = options.batch(step)
+    const { value, grads } = tf.variableGrads(() => options.loss(batch, true), [...parameters.variables])
+    let named: NamedGradients = Object.fromEntries(
+      Object.entries(grads).map(([variableName, grad]) => [parameters.names.get(variableName) ?? variableName, grad])
+    )
+    if (options.clipNorm !== undefined) named = clipByGlobalNorm(named, options.clipNorm).grads
+    options.optimizer.step(named, learningRate)
+    return value
+  })
+
+/** Runs the loop. Requires a `ProgressReporter` and a `MetricsLog`. */
+export const train = <Batch, E = never, R = never>(
+  options: TrainOptions<Batch, E, R>
+): Effect.Effect<TrainingResult, E | NonFiniteLoss, R | ProgressReporter | MetricsLog> =>
+  Effect.gen(function* () {
+    const progress = yield* ProgressReporter
+    const metrics = yield* MetricsLog
+    const label = options.label ?? "train"
+    const startStep = options.startStep ?? 0
+    const reportEvery = Math.max(1, options.reportEvery ?? 10)
+    const profileEvery = options.profileEvery ?? 50
+    const hooks = options.hooks ?? []
+    const parameters = parameterIndex(options.optimizer)
+
+    const trainLoss: Array<{ step: number; loss: number; learningRate: number }> = []
+    const validation: Array<{ step: number; loss: number }> = []
+    // Losses not yet read back from the device: read at boundaries only.
+    let pending: Array<{ step: number; loss: tf.Scalar; learningRate: number }> = []
+    let tokens = 0
+    let windowTokens = 0
+    let windowStart = performance.now()
+    let windowSteps = 0
+    let peakBytes = 0
+    let elapsedMs = 0
+    let lastLoss: number | undefined
+
+    const flush = Effect.gen(function* () {
+      if (pending.length === 0) return
+      const batch = pending
+      pending = []
+      const stacked = tf.stack(batch.map((entry) => entry.loss))
+      const values = yield* Effect.promise(() => stacked.data()).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          stacked.dispose()
+          for (const entry of batch) entry.loss.dispose()
+        }))
+      )
+      for (let i = 0; i < batch.length; i++) {
+        const value = values[i]!
+        if (!Number.isFinite(value)) return yield* Effect.fail(new NonFiniteLoss({ step: batch[i]!.step, value }))
+        trainLoss.push({ step: batch[i]!.step, loss: value, learningRate: batch[i]!.learningRate })
+        lastLoss = value
+      }
+    })
+    // Dispose unread losses if the program fails or is interrupted.
+    const releasePending = Effect.sync(() => {
+      for (const entry of pending) entry.loss.dispose()
+      pending = []
+    })
+
+    const loop = Effect.gen(function* () {
+      yield* progress.start(label, options.steps, startStep)
+      const started = performance.now()
+      for (let step = startStep; step < options.steps; step++) {
+        for (const hook of hooks) if (hook.beforeStep) yield* hook.beforeStep(step)
+        const learningRate = options.learningRate(step)
+        const params = parameters()
+        const profiled = profileEvery > 0 && (step - startStep) % profileEvery === 0
+        let loss: tf.Scalar
+        if (profiled) {
+          const measured = yield* Effect.promise(() => measurePeakBytes(() => trainStep(options, step, learningRate, params)))
+          peakBytes = Math.max(peakBytes, measured.peakBytes)
+          loss = measured.result
+        } else {
+          loss = trainStep(options, step, learningRate, params)
+        }
+        pending.push({ step, loss, learningRate })
+        const batchTokens = options.tokensPerBatch?.(step) ?? 0
+        tokens += batchTokens
+        windowTokens += batchTokens
+        windowSteps += 1
+        const done = step + 1
+        yield* progress.tick(done, lastLoss)
+
+        const isLast = done === options.steps
+        const report = done % reportEvery === 0 || isLast
+        const evaluate = options.evaluate !== undefined && options.evalEvery !== undefined && (done % options.evalEvery === 0 || isLast)
+        const checkpoint = options.checkpoint !== undefined && options.checkpointEvery !== undefined && (done % options.checkpointEvery === 0 || isLast)
+        if (!report && !evaluate && !checkpoint) continue
+
+        yield* flush
+        if (report) {
+          const now = performance.now()
+          const seconds = (now - windowStart) / 1000
+          const recent = trainLoss.slice(-windowSteps)
+          const meanLoss = recent.reduce((sum, entry) => sum + entry.loss, 0) / Math.max(1, recent.length)
+          const line = {
+            step: done,
+            totalSteps: options.steps,
+            trainLoss: meanLoss,
+            learningRate,
+            itPerSec: windowSteps / Math.max(seconds, 1e-9),
+            tokensPerSec: windowTokens / Math.max(seconds, 1e-9),
+            trainedTokens: tokens,
+            peakBytes: peakBytes > 0 ? peakBytes : undefined
+          }
+          yield* progress.report(line)
+          yield* metrics.write({ event: "report", label, ...line, peakBytes: line.peakBytes ?? null })
+          windowStart = performance.now()
+          windowSteps = 0
+          windowTokens = 0
+        }
+        if (evaluate) {
+          const evalStart = performance.now()
+          const valLoss = yield* options.evaluate!(done)
+          const seconds = (performance.now() - evalStart) / 1000
+          validation.push({ step: done, loss: valLoss })
+          yield* progress.evaluation({ step: done, valLoss, seconds })
+          yield* metrics.write({ event: "eval", label, step: done, valLoss, seconds })
+          windowStart += performance.now() - evalStart
+        }
+        if (checkpoint) {
+          const saveStart = performance.now()
+          yield* options.checkpoint!(done)
+          yield* metrics.write({ event: "checkpoint", label, step: done })
+          windowStart += performance.now() - saveStart
+        }
+      }
+      yield* flush
+      for (const hook of hooks) if (hook.afterTraining) yield* hook.afterTraining(options.steps)
+      elapsedMs = performance.now() - started
+      yield* progress.finish()
+    })
+
+    yield* loop.pipe(Effect.ensuring(releasePending))
+    return { label, trainLoss, validation, seconds: elapsedMs / 1000, tokens, peakBytes } satisfies TrainingResult
+  })
