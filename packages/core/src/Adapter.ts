@@ -33,6 +33,11 @@ export interface Adapter {
   forward(x: tf.Tensor2D, base: tf.Tensor2D, layer: LinearTarget, training: boolean): tf.Tensor2D
   /** The weight update this adapter stands for, [out, in] float32: merging sets W <- W + delta. */
   delta(layer: LinearTarget): tf.Tensor2D
+  /**
+   * Low-rank factors with `delta = b a` (b [out, k], a [k, in]), when the variant has them. The COLA
+   * chain uses them to export a whole chain as one LoRA by exact concatenation.
+   */
+  factors?(): { readonly a: tf.Tensor2D; readonly b: tf.Tensor2D }
   /** Re-draws the adapter's initialisation in place (a new COLA link), from `seed`. */
   reinitialize(seed: number): void
   /** Tensors keyed by their suffix in a PEFT state dict (`lora_A.weight`); copies the caller owns. */

@@ -482,7 +482,7 @@ const naturalArray: Record<Dtype, (data: TypedArray) => boolean> = {
 const tensorBytes = (input: TensorInput): Uint8Array => {
   const { name, dtype, shape } = input
   if (!isDtype(dtype)) return fail("unknown-dtype", `dtype '${String(dtype)}' is not supported`, name)
-  if (!shape.every(isOffset)) return fail("bad-shape", `shape [${shape.join(", ")}] has a dimension that is not a non-negative integer`, name)
+  if (!shape.every((dim) => isOffset(dim))) return fail("bad-shape", `shape [${shape.join(", ")}] has a dimension that is not a non-negative integer`, name)
   const size = dtypeSizes[dtype]
   const count = elementCount(shape)
   let data: TypedArray = input.data

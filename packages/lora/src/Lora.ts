@@ -67,6 +67,11 @@ export class LoraAdapter implements Adapter {
     return tf.tidy(() => tf.mul(tf.matMul(this.loraB, this.loraA), this.scale))
   }
 
+  /** delta = (scale B) A: the scale is folded into b so factors concatenate across links. */
+  factors(): { readonly a: tf.Tensor2D; readonly b: tf.Tensor2D } {
+    return { a: this.loraA.clone(), b: tf.tidy(() => tf.mul(this.loraB, this.scale)) }
+  }
+
   reinitialize(seed: number): void {
     this.seed = seed
     this.dropoutCalls = 0

@@ -4,3 +4,4 @@
 export * from "./Lora.js"
 export * from "./LoraConfig.js"
 export * from "./LoraPlus.js"
+export * from "./PeftAdapter.js"

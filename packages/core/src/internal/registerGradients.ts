@@ -1,5 +1,9 @@
 /**
  * Registers tfjs-core's gradient functions (process-global registry), once.
- * The bundle is generated at install time; see scripts/bundle-tfjs-gradients.mjs for why.
+ *
+ * Order matters: tfjs-core itself must initialise first, so that the process-global engine and
+ * Tensor class are its own; the generated bundle (see scripts/bundle-tfjs-gradients.mjs) then
+ * finds and reuses them, as the `@tensorflow/tfjs` umbrella's bundle does.
  */
+import "@tensorflow/tfjs-core"
 import "../../gradients/register.js"

@@ -25,14 +25,15 @@ const byMagnitude = (tensor: tf.Tensor, fraction: number): tf.Tensor => {
     keep <= drop
       ? indicator(tf.topk(magnitude, keep).indices, n)
       : tf.sub(1, indicator(tf.topk(tf.neg(magnitude), drop).indices, n))
-  return tf.reshape(tf.mul(flat, mask), tensor.shape)
+  // `where`, not a multiply: pruned entries become +0, never -0.
+  return tf.reshape(tf.where(tf.cast(mask, "bool"), flat, tf.zerosLike(flat)), tensor.shape)
 }
 
 /** Each entry is zeroed independently with probability `fraction` (uniform draw < fraction). */
 const atRandom = (tensor: tf.Tensor, fraction: number, seed: number | undefined): tf.Tensor => {
   if (fraction === 0) return tf.clone(tensor)
   const draw = tf.randomUniform(tensor.shape, 0, 1, "float32", seed)
-  return tf.mul(tensor, tf.cast(tf.greaterEqual(draw, fraction), "float32"))
+  return tf.where(tf.greaterEqual(draw, fraction), tensor, tf.zerosLike(tensor))
 }
 
 /** A new tensor (the caller owns it) with `fraction` of `tensor`'s entries zeroed. */

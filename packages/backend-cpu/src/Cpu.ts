@@ -1,0 +1,28 @@
+/**
+ * tfjs's plain JavaScript CPU backend (`@tensorflow/tfjs-backend-cpu`): every kernel, gradients
+ * included, but slow; the last resort of `auto` and a reference for tests. Imported inside `load`,
+ * so importing this file registers nothing.
+ */
+import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine } from "@peftkit/core"
+import type { BackendInfo, BackendProvider } from "@peftkit/core"
+import { Effect } from "effect"
+
+export const cpu: BackendProvider = {
+  name: "cpu",
+  packageName: backendCatalog.cpu.packageName,
+  install: backendCatalog.cpu.install,
+  load: Effect.gen(function* () {
+    const module = yield* Effect.tryPromise({
+      try: () => import("@tensorflow/tfjs-backend-cpu"),
+      catch: (error) => backendUnavailable("cpu", `cannot import @tensorflow/tfjs-backend-cpu: ${firstLine(error)}`)
+    })
+    yield* activateTfjsBackend("cpu", "cpu")
+    return {
+      name: "cpu",
+      tfjsName: "cpu",
+      device: "CPU (JavaScript kernels, 1 thread)",
+      gpu: false,
+      details: { threads: 1, version: module.version_cpu }
+    } satisfies BackendInfo
+  })
+}

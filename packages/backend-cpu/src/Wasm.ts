@@ -1,0 +1,74 @@
+/**
+ * The WebAssembly backend (`@tensorflow/tfjs-backend-wasm`): XNNPACK kernels, SIMD wherever the
+ * runtime has it (Node, every current browser), threads where the runtime allows (browsers with
+ * cross-origin isolation; not Node). The tfjs module is imported inside `load`, so importing this
+ * file registers nothing.
+ */
+import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine } from "@peftkit/core"
+import type { BackendInfo, BackendProvider } from "@peftkit/core"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+
+export interface WasmOptions {
+  /**
+   * Threads to use where multithreading is supported; defaults to `navigator.hardwareConcurrency`.
+   * Ignored where it is not (Node), and once the wasm backend has been initialised.
+   */
+  readonly threads?: number
+  /**
+   * Where the `.wasm` binaries are served from (`setWasmPaths`): a URL prefix or a per-file map.
+   * Needed in browsers when a bundler does not copy them next to the script; Node finds them itself.
+   */
+  readonly wasmPaths?: string | Readonly<Record<string, string>>
+}
+
+const defaultThreads = (): number => {
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency
+  return typeof n === "number" && n > 0 ? n : 1
+}
+
+/** A wasm provider with explicit options; {@link wasm} is the default one. */
+export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => ({
+  name: "wasm",
+  packageName: backendCatalog.wasm.packageName,
+  install: backendCatalog.wasm.install,
+  load: Effect.gen(function* () {
+    const module = yield* Effect.tryPromise({
+      try: () => import("@tensorflow/tfjs-backend-wasm"),
+      catch: (error) => backendUnavailable("wasm", `cannot import @tensorflow/tfjs-backend-wasm: ${firstLine(error)}`)
+    })
+    const features = yield* Effect.tryPromise({
+      try: async () => ({
+        simd: Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT")),
+        multithread: Boolean(await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT"))
+      }),
+      catch: (error) => backendUnavailable("wasm", `cannot probe WebAssembly features: ${firstLine(error)}`)
+    })
+    const initialised = tf.findBackend("wasm") != null
+    if (!initialised) {
+      if (options.wasmPaths !== undefined) {
+        module.setWasmPaths(options.wasmPaths as string | Record<string, string>)
+      }
+      // Must precede initialisation: the thread pool is created with the module.
+      if (features.multithread) module.setThreadsCount(Math.max(1, Math.floor(options.threads ?? defaultThreads())))
+    }
+    yield* activateTfjsBackend("wasm", "wasm")
+    const threads = module.getThreadsCount()
+    const detail = `${features.simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}`
+    return {
+      name: "wasm",
+      tfjsName: "wasm",
+      device: `CPU via WebAssembly (${detail})`,
+      gpu: false,
+      details: {
+        simd: features.simd,
+        threads,
+        multithreadSupported: features.multithread,
+        version: module.version_wasm
+      }
+    } satisfies BackendInfo
+  })
+})
+
+/** The wasm backend with default options. */
+export const wasm: BackendProvider = makeWasmProvider()

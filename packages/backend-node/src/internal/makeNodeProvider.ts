@@ -1,0 +1,120 @@
+/**
+ * The one implementation behind both native providers. The module importer is a parameter so
+ * tests can play "not installed", "native binding fails to load" and "loads fine" without
+ * libtensorflow; the real providers pass a dynamic import of the tfjs-node package.
+ */
+import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine } from "@peftkit/core"
+import type { BackendInfo, BackendProvider } from "@peftkit/core"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+import { execFile } from "node:child_process"
+import { cpus, totalmem } from "node:os"
+
+export type NodeBackendName = "node-gpu" | "node"
+
+/** The npm package each native provider imports. */
+export const nativePackage: Readonly<Record<NodeBackendName, string>> = {
+  "node-gpu": "@tensorflow/tfjs-node-gpu",
+  node: "@tensorflow/tfjs-node"
+}
+
+/** What a GPU probe reports; both fields optional because the probe may know neither. */
+export interface GpuProbe {
+  readonly name?: string
+  readonly memoryBytes?: number
+}
+
+export interface NodeProviderOptions {
+  /** The tfjs backend name the module registers; tfjs-node and tfjs-node-gpu both use "tensorflow". */
+  readonly tfjsName?: string
+  /** Finds the GPU's name and memory; defaults to asking `nvidia-smi`, which libtensorflow does not expose. */
+  readonly probeGpu?: () => Promise<GpuProbe>
+}
+
+/** The parts of tfjs-node's NodeJSKernelBackend we read, all optional. */
+interface NativeBackendLike {
+  readonly isUsingGpuDevice?: boolean
+  readonly binding?: { readonly TF_Version?: string }
+}
+
+const isNotInstalled = (error: unknown, packageName: string): boolean => {
+  const code = (error as { code?: unknown } | null)?.code
+  const text = firstLine(error)
+  return (
+    (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND" || /cannot find (package|module)/i.test(text)) &&
+    text.includes(packageName)
+  )
+}
+
+/** Asks nvidia-smi for the first GPU's name and memory; resolves `{}` when that is not possible. */
+export const nvidiaSmiProbe = (): Promise<GpuProbe> =>
+  new Promise((resolve) => {
+    execFile(
+      "nvidia-smi",
+      ["--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+      { timeout: 3000 },
+      (error, stdout) => {
+        if (error) return resolve({})
+        const [name, mib] = (stdout.split("\n")[0] ?? "").split(",").map((s) => s.trim())
+        const memory = Number(mib)
+        resolve({
+          ...(name ? { name } : {}),
+          ...(Number.isFinite(memory) && memory > 0 ? { memoryBytes: memory * 1024 * 1024 } : {})
+        })
+      }
+    )
+  })
+
+export const makeNodeProvider = (
+  name: NodeBackendName,
+  importModule: () => Promise<unknown>,
+  options: NodeProviderOptions = {}
+): BackendProvider => {
+  const packageName = nativePackage[name]
+  const tfjsName = options.tfjsName ?? "tensorflow"
+  const probeGpu = options.probeGpu ?? nvidiaSmiProbe
+  return {
+    name,
+    packageName: backendCatalog[name].packageName,
+    install: backendCatalog[name].install,
+    load: Effect.gen(function* () {
+      yield* Effect.tryPromise({
+        try: importModule,
+        catch: (error) =>
+          isNotInstalled(error, packageName)
+            ? backendUnavailable(name, `${packageName} is not installed`)
+            : backendUnavailable(
+                name,
+                `${packageName} is installed but its native binding failed to load: ${firstLine(error)}`
+              )
+      })
+      yield* activateTfjsBackend(name, tfjsName)
+      const native = (tf.findBackend(tfjsName) ?? {}) as NativeBackendLike
+      // tfjs-node-gpu runs on the CPU when CUDA loads but sees no device; say so rather than guess.
+      const gpu = name === "node-gpu" && native.isUsingGpuDevice !== false
+      const probe = gpu ? yield* Effect.promise(() => probeGpu().catch((): GpuProbe => ({}))) : {}
+      const device = gpu
+        ? `${probe.name ?? "CUDA GPU"} (CUDA)`
+        : name === "node-gpu"
+          ? "CPU (libtensorflow; no CUDA device visible)"
+          : "CPU (libtensorflow)"
+      return {
+        name,
+        tfjsName,
+        device,
+        gpu,
+        details: {
+          package: packageName,
+          ...(native.binding?.TF_Version ? { tensorflowVersion: native.binding.TF_Version } : {}),
+          ...(probe.memoryBytes === undefined ? {} : { gpuMemoryBytes: probe.memoryBytes }),
+          hostMemoryBytes: totalmem(),
+          hostCpus: cpus().length
+        }
+      } satisfies BackendInfo
+    })
+  }
+}
+
+/** A dynamic import the bundler and TypeScript do not follow: the package is an optional peer. */
+export const importOptional = (specifier: string): (() => Promise<unknown>) => () =>
+  import(/* @vite-ignore */ specifier)

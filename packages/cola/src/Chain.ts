@@ -1,0 +1,164 @@
+/**
+ * Chain of LoRA (Xia, Qin, Hazan 2024): train a link, merge it into the frozen weights (in float32),
+ * start a fresh link, reset the optimizer, repeat. Generic over any adapter variant whose adapters
+ * have `delta` (and whose config has a rank `r`, for per-link ranks).
+ *
+ * The chain plugs into the training loop as a hook: before each step it checks whether the step
+ * is a knot. At a knot it records the finished link (on the host, not on the device, so device
+ * memory matches plain LoRA), merges it, re-initialises or re-creates the adapters, and resets
+ * (or prunes) the optimizer state.
+ */
+import type { AdaptableModel, AdapterVariant, Optimizer, Parameter, ParameterGroup, Schedule, TrainingHook } from "@peftkit/core"
+import { AdapterSet, mixSeed, withWarmupRestarts } from "@peftkit/core"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+import { type ChainConfig, type ChainConfigInput, chainConfig, knotSteps } from "./ChainConfig.js"
+
+/** One finished link of one layer, kept on the host: factors when the variant has them, else the dense delta. */
+export type LinkUpdate =
+  | { readonly kind: "factors"; readonly rank: number; readonly a: Float32Array; readonly b: Float32Array }
+  | { readonly kind: "dense"; readonly delta: Float32Array }
+
+export interface LinkRecord {
+  readonly link: number
+  readonly startStep: number
+  readonly endStep: number
+  readonly rank: number
+  /** Per adapted layer, by module name. */
+  readonly updates: ReadonlyMap<string, LinkUpdate>
+}
+
+export interface ChainOptions<Config extends { readonly r: number }> {
+  readonly model: AdaptableModel
+  readonly variant: AdapterVariant<Config>
+  /** The adapter config of the first link (later links change only `r` when `ranks` is set). */
+  readonly adapterConfig: Config & { readonly targetModules: string | ReadonlyArray<string> }
+  readonly chain: ChainConfigInput
+  /** How the chain's parameters map to optimizer groups (e.g. `loraPlusGroups`); one group by default. */
+  readonly groups?: (params: ReadonlyArray<Parameter>) => ReadonlyArray<ParameterGroup>
+}
+
+const readHost = (tensor: tf.Tensor) => Effect.promise(() => tensor.data() as Promise<Float32Array>).pipe(Effect.ensuring(Effect.sync(() => tensor.dispose())))
+
+export class Chain<Config extends { readonly r: number }> {
+  readonly config: ChainConfig
+  readonly knots: ReadonlyArray<number>
+  /** Finished (merged) links, oldest first. */
+  readonly history: Array<LinkRecord> = []
+  private currentLink = 0
+  private linkStart = 0
+  private optimizer: Optimizer | undefined
+
+  private constructor(
+    private readonly options: ChainOptions<Config>,
+    config: ChainConfig,
+    public adapters: AdapterSet
+  ) {
+    this.config = config
+    this.knots = knotSteps(config)
+  }
+
+  /** Validates the config and injects the first link's adapters. */
+  static make<Config extends { readonly r: number }>(options: ChainOptions<Config>): Chain<Config> {
+    const config = chainConfig(options.chain)
+    const adapterConfig = config.ranks === undefined ? options.adapterConfig : { ...options.adapterConfig, r: config.ranks[0]! }
+    const adapters = AdapterSet.inject(options.model, options.variant, adapterConfig, {
+      targetModules: options.adapterConfig.targetModules,
+      seed: mixSeed(config.seed, 0)
+    })
+    return new Chain(options, config, adapters)
+  }
+
+  /** The link now being trained (0-based). */
+  get link(): number {
+    return this.currentLink
+  }
+
+  get links(): number {
+    return this.knots.length + 1
+  }
+
+  /** Rank of link `link`. */
+  rankOf(link: number): number {
+    return this.config.ranks?.[link] ?? this.options.adapterConfig.r
+  }
+
+  /** Optimizer groups for the current link's parameters. */
+  parameterGroups(): ReadonlyArray<ParameterGroup> {
+    const params = this.adapters.parameters()
+    return this.options.groups?.(params) ?? [{ params }]
+  }
+
+  /** Attaches the optimizer the chain resets at knots, and hands it the first link's parameters. */
+  attach(optimizer: Optimizer): Optimizer {
+    this.optimizer = optimizer
+    optimizer.setParameters(this.parameterGroups())
+    return optimizer
+  }
+
+  /** The training-loop hook that ties knots to steps. */
+  hook(): TrainingHook {
+    return {
+      beforeStep: (step) => (this.knots.includes(step) ? this.knot(step) : Effect.void)
+    }
+  }
+
+  /** The base schedule with warm-up restarted at every knot (when `warmupSteps` > 0). */
+  schedule(base: Schedule): Schedule {
+    return withWarmupRestarts(base, this.knots, this.config.warmupSteps)
+  }
+
+  /** Ends the current link at `step`: record, merge in float32, start the next link, reset the optimizer. */
+  knot(step: number): Effect.Effect<void> {
+    const self = this
+    return Effect.gen(function* () {
+      const finished = self.currentLink
+      const updates = new Map<string, LinkUpdate>()
+      for (const layer of self.adapters.layers) {
+        const adapter = layer.adapter!
+        if (adapter.factors !== undefined) {
+          const { a, b } = adapter.factors()
+          const rank = a.shape[0]
+          updates.set(layer.name, { kind: "factors", rank, a: yield* readHost(a), b: yield* readHost(b) })
+        } else {
+          updates.set(layer.name, { kind: "dense", delta: yield* readHost(adapter.delta(layer)) })
+        }
+      }
+      self.history.push({ link: finished, startStep: self.linkStart, endStep: step, rank: self.rankOf(finished), updates })
+
+      // W <- W + delta in float32; then the adapters start over from a fresh initialisation.
+      self.adapters.merge()
+      const next = finished + 1
+      const nextRank = self.rankOf(next)
+      if (nextRank === self.rankOf(finished)) {
+        self.adapters.layers.forEach((layer, index) => {
+          layer.adapter!.reinitialize(mixSeed(self.config.seed, next, index))
+          layer.merged = false
+        })
+      } else {
+        // A new rank means new shapes: new adapters (and new optimizer slots for them).
+        const config = { ...self.options.adapterConfig, r: nextRank }
+        self.adapters.remove()
+        self.adapters = AdapterSet.inject(self.options.model, self.options.variant, config, {
+          targetModules: self.options.adapterConfig.targetModules,
+          seed: mixSeed(self.config.seed, next)
+        })
+      }
+      self.currentLink = next
+      self.linkStart = step
+
+      const optimizer = self.optimizer
+      if (optimizer !== undefined) {
+        optimizer.setParameters(self.parameterGroups())
+        const policy = self.config.optimizerAtKnot
+        if (policy === "reset") optimizer.reset()
+        else if (policy !== "keep") optimizer.prune(policy.prune, policy.mode, mixSeed(self.config.seed, next, 0x5eed))
+      }
+    })
+  }
+}
+
+/** Convenience: `Chain.make` with a decoded chain config. */
+export const makeChain = <Config extends { readonly r: number }>(options: ChainOptions<Config>): Chain<Config> => Chain.make(options)
+
+export type { ChainConfigInput }

@@ -1,0 +1,6 @@
+/**
+ * @peftkit/cola: Chain of LoRA.
+ */
+export * from "./Chain.js"
+export * from "./ChainConfig.js"
+export * from "./ChainExport.js"
