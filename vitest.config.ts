@@ -9,6 +9,7 @@ const alias = Object.fromEntries(packages.map((name) => [`@peftkit/${name}`, `${
 
 export default defineConfig({
   test: {
+    reporters: ["default", "./scripts/vitest-summary-reporter.ts"],
     projects: packages.map((name) => ({
       resolve: { alias },
       test: {

@@ -5,6 +5,7 @@
  */
 import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine } from "@peftkit/core"
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
+import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 
 export const cpu: BackendProvider = {
@@ -17,6 +18,10 @@ export const cpu: BackendProvider = {
       catch: (error) => backendUnavailable("cpu", `cannot import @tensorflow/tfjs-backend-cpu: ${firstLine(error)}`)
     })
     yield* activateTfjsBackend("cpu", "cpu")
+    // Its first tensor write would print "install tfjs-node" advice in Node; peftkit's own
+    // selection (Backend.layer("auto")) already says what is faster and how to get it.
+    const instance = tf.findBackend("cpu") as { firstUse?: boolean } | null
+    if (instance !== null && instance.firstUse === true) instance.firstUse = false
     return {
       name: "cpu",
       tfjsName: "cpu",

@@ -8,7 +8,7 @@
  * The adapter is inspected before tfjs uses it: vendor, architecture, limits, and whether it is a
  * software rasteriser (SwiftShader, llvmpipe, lavapipe), which `auto` passes over for wasm.
  */
-import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine } from "@peftkit/core"
+import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine, isModuleNotFound } from "@peftkit/core"
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
@@ -96,15 +96,6 @@ const importDawnDefault = (): Promise<unknown> => {
   return import(/* @vite-ignore */ specifier)
 }
 
-const isNotInstalled = (error: unknown): boolean => {
-  const code = (error as { code?: unknown } | null)?.code
-  return (
-    code === "ERR_MODULE_NOT_FOUND" ||
-    code === "MODULE_NOT_FOUND" ||
-    /cannot find (package|module) '?webgpu'?|failed to load url webgpu/i.test(firstLine(error))
-  )
-}
-
 /** Puts Dawn on `navigator.gpu` (Node), or fails saying what is missing. */
 const ensureNavigatorGpu = (options: WebGpuOptions): Effect.Effect<GpuLike, ReturnType<typeof backendUnavailable>> =>
   Effect.gen(function* () {
@@ -122,7 +113,7 @@ const ensureNavigatorGpu = (options: WebGpuOptions): Effect.Effect<GpuLike, Retu
     const dawn = yield* Effect.tryPromise({
       try: options.importDawn ?? importDawnDefault,
       catch: (error) =>
-        isNotInstalled(error)
+        isModuleNotFound(error, "webgpu")
           ? backendUnavailable("webgpu", "the `webgpu` package (Dawn for Node) is not installed")
           : backendUnavailable("webgpu", `the \`webgpu\` package (Dawn) failed to load: ${firstLine(error)}`)
     })
@@ -152,6 +143,12 @@ export const makeWebGpuProvider = (options: WebGpuOptions = {}): BackendProvider
   install: backendCatalog.webgpu.install,
   load: Effect.gen(function* () {
     const gpu = yield* ensureNavigatorGpu(options)
+    // Imported only now that navigator.gpu exists: that is when it registers its backend (and
+    // its flags, such as WEBGPU_USE_LOW_POWER_GPU).
+    const module = yield* Effect.tryPromise({
+      try: () => import("@tensorflow/tfjs-backend-webgpu"),
+      catch: (error) => backendUnavailable("webgpu", `cannot import @tensorflow/tfjs-backend-webgpu: ${firstLine(error)}`)
+    })
     const powerPreference = options.powerPreference ?? "high-performance"
     tf.env().set("WEBGPU_USE_LOW_POWER_GPU", powerPreference === "low-power")
     const adapter = yield* Effect.tryPromise({
@@ -171,10 +168,6 @@ export const makeWebGpuProvider = (options: WebGpuOptions = {}): BackendProvider
       )
     }
     const described = yield* Effect.promise(() => describeAdapter(adapter))
-    const module = yield* Effect.tryPromise({
-      try: () => import("@tensorflow/tfjs-backend-webgpu"),
-      catch: (error) => backendUnavailable("webgpu", `cannot import @tensorflow/tfjs-backend-webgpu: ${firstLine(error)}`)
-    })
     if (tf.findBackendFactory("webgpu") == null && tf.findBackend("webgpu") == null) {
       // The module was first imported before navigator.gpu existed, so it registered nothing.
       // Register the same factory tfjs would have, on the adapter we just inspected.

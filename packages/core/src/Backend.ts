@@ -172,19 +172,26 @@ export const readMemory = (): MemoryStats => {
  * finish (and with the DEBUG flag also downloads every output). Use it on a sampled step (say one
  * in fifty), never on every step. Profiles do not nest: do not call it from inside another
  * `tf.profile`. Memory the backend keeps outside tensors (the wasm heap, GPU buffer pools) is not
- * counted.
+ * counted. If `f` throws, the error is rethrown once profiling has been switched off again.
  */
 export const measurePeakBytes = async <T>(
   f: () => T | Promise<T>
 ): Promise<{ result: T; peakBytes: number; newTensors: number; newBytes: number; startBytes: number }> => {
   const startBytes = tf.memory().numBytes
   let result: T | undefined
+  let failure: { readonly error: unknown } | undefined
   const profile = await tf.profile(async () => {
-    result = await f()
+    // tfjs leaves profiling switched on for good if this throws, so nothing may escape here.
+    try {
+      result = await f()
+    } catch (error) {
+      failure = { error }
+    }
     // tf.profile keeps whatever this returns; the real result is carried in the closure, so a
     // non-tensor T is fine.
     return [] as Array<tf.Tensor>
   })
+  if (failure !== undefined) throw failure.error
   const endBytes = startBytes + profile.newBytes
   const kernelPeak = profile.kernels.length === 0 ? 0 : profile.peakBytes
   return {
@@ -200,37 +207,49 @@ export const measurePeakBytes = async <T>(
 
 type Discovered = { readonly provider: BackendProvider } | { readonly error: BackendUnavailable }
 
-const isNotFound = (error: unknown): boolean => {
-  const code = (error as { code?: unknown } | null)?.code
-  if (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") return true
-  const text = firstLine(error)
-  return /cannot find (package|module)|failed to (resolve|load url)|does not provide/i.test(text)
+/**
+ * True when `error` says that `specifier` itself could not be found (Node's ESM and CJS loaders,
+ * and Vite/vitest's resolver phrase it differently). A package that is present but misses one of
+ * its own dependencies is not "not installed": that is a broken install, reported as such.
+ */
+export const isModuleNotFound = (error: unknown, specifier: string): boolean => {
+  const escaped = specifier.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")
+  const pattern = new RegExp(
+    `(cannot find (package|module)|could not resolve|failed to resolve import|failed to load url)\\s+['"]?${escaped}['"\\s]`,
+    "i"
+  )
+  return pattern.test(`${firstLine(error)} `)
 }
 
 /**
  * Imports a backend package. The specifier is a variable on purpose: core must not depend on its
  * backends (they depend on core), and TypeScript must not resolve them. With a strict node_modules
  * layout (pnpm) core cannot see its siblings, so in Node a miss is retried from the application's
- * directory. Browser bundlers cannot follow a variable import: pass providers explicitly there.
+ * entry script and from the working directory. Browser bundlers cannot follow a variable import: pass providers explicitly there.
  */
 const importPackage = async (specifier: string): Promise<unknown> => {
   try {
     return await import(/* @vite-ignore */ specifier)
   } catch (error) {
-    const cwd = typeof process === "undefined" ? undefined : process.cwd?.()
-    if (!isNotFound(error) || cwd === undefined) throw error
+    const proc = typeof process === "undefined" ? undefined : process
+    if (!isModuleNotFound(error, specifier) || proc === undefined) throw error
     // Variables again, so browser bundlers do not try to include Node built-ins.
     const moduleSpecifier = "node:module"
     const urlSpecifier = "node:url"
     const { createRequire } = (await import(/* @vite-ignore */ moduleSpecifier)) as typeof import("node:module")
     const { pathToFileURL } = (await import(/* @vite-ignore */ urlSpecifier)) as typeof import("node:url")
-    let resolved: string
-    try {
-      resolved = createRequire(`${cwd}/`).resolve(specifier)
-    } catch {
-      throw error
+    // The application's entry script sees its own dependencies; so does the working directory.
+    const bases = [proc.argv?.[1], `${proc.cwd?.()}/`].filter((base): base is string => typeof base === "string" && base !== "undefined/")
+    for (const base of bases) {
+      let resolved: string
+      try {
+        resolved = createRequire(base).resolve(specifier)
+      } catch {
+        continue
+      }
+      return await import(/* @vite-ignore */ pathToFileURL(resolved).href)
     }
-    return await import(/* @vite-ignore */ pathToFileURL(resolved).href)
+    throw error
   }
 }
 
@@ -240,7 +259,7 @@ const discover = async (name: BackendName): Promise<Discovered> => {
   try {
     mod = await importPackage(packageName)
   } catch (error) {
-    const reason = isNotFound(error)
+    const reason = isModuleNotFound(error, packageName)
       ? `package ${packageName} is not installed`
       : `package ${packageName} failed to import: ${firstLine(error)}`
     return { error: backendUnavailable(name, reason) }

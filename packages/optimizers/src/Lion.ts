@@ -42,12 +42,12 @@ export type Lion = SlotOptimizer<ResolvedLionOptions>
 const lionRule = ([beta1, beta2]: readonly [number, number]): UpdateRule<"exp_avg"> => ({
   name: "lion",
   slots: ["exp_avg"],
-  update: (param, grad, state, { lr, weightDecay }) => {
-    const direction = tf.sign(tf.add(tf.mul(state.exp_avg, beta1), tf.mul(grad, 1 - beta1)))
+  update: (param, grad, state, { lr, weightDecay, scalar }) => {
+    const direction = tf.sign(tf.add(tf.mul(state.exp_avg, scalar(beta1)), tf.mul(grad, scalar(1 - beta1))))
     const decayFactor = 1 - lr * weightDecay
-    const base = decayFactor === 1 ? param : tf.mul(param, decayFactor)
-    const m = tf.add(tf.mul(state.exp_avg, beta2), tf.mul(grad, 1 - beta2))
-    return { param: tf.sub(base, tf.mul(direction, lr)), state: { exp_avg: m } }
+    const base = decayFactor === 1 ? param : tf.mul(param, scalar(decayFactor))
+    const m = tf.add(tf.mul(state.exp_avg, scalar(beta2)), tf.mul(grad, scalar(1 - beta2)))
+    return { param: tf.sub(base, tf.mul(direction, scalar(lr))), state: { exp_avg: m } }
   }
 })
 

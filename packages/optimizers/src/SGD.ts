@@ -57,13 +57,13 @@ export type Sgd = SlotOptimizer<ResolvedSgdOptions>
 const sgdRule = ({ momentum, dampening, nesterov }: ResolvedSgdOptions): UpdateRule<"momentum_buffer"> => ({
   name: "sgd",
   slots: momentum === 0 ? [] : ["momentum_buffer"],
-  update: (param, grad, state, { lr, weightDecay, step }) => {
-    let d = weightDecay === 0 ? grad : tf.add(grad, tf.mul(param, weightDecay))
-    if (momentum === 0) return { param: tf.sub(param, tf.mul(d, lr)), state }
+  update: (param, grad, state, { lr, weightDecay, step, scalar }) => {
+    let d = weightDecay === 0 ? grad : tf.add(grad, tf.mul(param, scalar(weightDecay)))
+    if (momentum === 0) return { param: tf.sub(param, tf.mul(d, scalar(lr))), state }
     // PyTorch starts the buffer at the first direction itself (no dampening on that step).
-    const buffer = step === 1 ? d : tf.add(tf.mul(state.momentum_buffer, momentum), tf.mul(d, 1 - dampening))
-    d = nesterov ? tf.add(d, tf.mul(buffer, momentum)) : buffer
-    return { param: tf.sub(param, tf.mul(d, lr)), state: { momentum_buffer: buffer } }
+    const buffer = step === 1 ? d : tf.add(tf.mul(state.momentum_buffer, scalar(momentum)), tf.mul(d, scalar(1 - dampening)))
+    d = nesterov ? tf.add(d, tf.mul(buffer, scalar(momentum))) : buffer
+    return { param: tf.sub(param, tf.mul(d, scalar(lr))), state: { momentum_buffer: buffer } }
   }
 })
 

@@ -24,6 +24,11 @@ export interface UpdateContext {
   readonly weightDecay: number
   /** 1-based number of this update for this parameter since the last `reset` (drives bias correction). */
   readonly step: number
+  /**
+   * A float32 scalar for `value`, shared by every parameter in this `step` (one upload per distinct
+   * constant per step instead of one per parameter per use). Owned by the step's `tf.tidy`.
+   */
+  readonly scalar: (value: number) => tf.Scalar
 }
 
 /**
@@ -184,10 +189,19 @@ export class SlotOptimizer<Options extends BaseOptions = BaseOptions> implements
       work.push([entry, grad])
     }
     tf.tidy(() => {
+      const scalars = new Map<number, tf.Scalar>()
+      const scalar = (value: number): tf.Scalar => {
+        let cached = scalars.get(value)
+        if (cached === undefined) {
+          cached = tf.scalar(value, "float32")
+          scalars.set(value, cached)
+        }
+        return cached
+      }
       for (const [entry, grad] of work) {
         const state = this.state.get(entry.param.name)!
         const variable = entry.param.variable
-        const context: UpdateContext = { lr: lr * entry.lrScale, weightDecay: entry.weightDecay, step: state.step + 1 }
+        const context: UpdateContext = { lr: lr * entry.lrScale, weightDecay: entry.weightDecay, step: state.step + 1, scalar }
         const result = this.rule.update(variable, grad, state.slots, context)
         const inputs = [variable, grad, ...Object.values(state.slots)]
         for (const slot of this.rule.slots) {

@@ -3,7 +3,7 @@
  * tests can play "not installed", "native binding fails to load" and "loads fine" without
  * libtensorflow; the real providers pass a dynamic import of the tfjs-node package.
  */
-import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine } from "@peftkit/core"
+import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine, isModuleNotFound } from "@peftkit/core"
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
@@ -37,15 +37,6 @@ interface NativeBackendLike {
   readonly binding?: { readonly TF_Version?: string }
 }
 
-const isNotInstalled = (error: unknown, packageName: string): boolean => {
-  const code = (error as { code?: unknown } | null)?.code
-  const text = firstLine(error)
-  return (
-    (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND" || /cannot find (package|module)/i.test(text)) &&
-    text.includes(packageName)
-  )
-}
-
 /** Asks nvidia-smi for the first GPU's name and memory; resolves `{}` when that is not possible. */
 export const nvidiaSmiProbe = (): Promise<GpuProbe> =>
   new Promise((resolve) => {
@@ -65,6 +56,16 @@ export const nvidiaSmiProbe = (): Promise<GpuProbe> =>
     )
   })
 
+/**
+ * tfjs-node registers its kernels before it loads the native binding, so a failed import leaves
+ * kernels for a backend that does not exist; the next attempt (tfjs-node after tfjs-node-gpu)
+ * would then print one "already registered" warning per kernel. Remove what the failure left.
+ */
+const forgetOrphanKernels = (tfjsName: string): void => {
+  if (tf.findBackendFactory(tfjsName) != null || tf.findBackend(tfjsName) != null) return
+  for (const kernel of tf.getKernelsForBackend(tfjsName)) tf.unregisterKernel(kernel.kernelName, tfjsName)
+}
+
 export const makeNodeProvider = (
   name: NodeBackendName,
   importModule: () => Promise<unknown>,
@@ -80,13 +81,12 @@ export const makeNodeProvider = (
     load: Effect.gen(function* () {
       yield* Effect.tryPromise({
         try: importModule,
-        catch: (error) =>
-          isNotInstalled(error, packageName)
+        catch: (error) => {
+          forgetOrphanKernels(tfjsName)
+          return isModuleNotFound(error, packageName)
             ? backendUnavailable(name, `${packageName} is not installed`)
-            : backendUnavailable(
-                name,
-                `${packageName} is installed but its native binding failed to load: ${firstLine(error)}`
-              )
+            : backendUnavailable(name, `${packageName} is installed but its native binding failed to load: ${firstLine(error)}`)
+        }
       })
       yield* activateTfjsBackend(name, tfjsName)
       const native = (tf.findBackend(tfjsName) ?? {}) as NativeBackendLike

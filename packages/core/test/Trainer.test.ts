@@ -1,0 +1,141 @@
+import { adamw, sgd } from "@peftkit/optimizers"
+import "@tensorflow/tfjs-backend-cpu"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Layer } from "effect"
+import { mkdtempSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { beforeAll, describe, expect, it } from "vitest"
+import {
+  makeSchedule,
+  MetricsLog,
+  type MetricsRecord,
+  NonFiniteLoss,
+  type Parameter,
+  ProgressReporter,
+  train,
+  trainStep
+} from "../src/index.js"
+
+beforeAll(async () => {
+  await tf.setBackend("cpu")
+})
+
+const silent = Layer.merge(ProgressReporter.silent, MetricsLog.none)
+
+/** A small least-squares problem with per-step batches drawn from a fixed seed. */
+const problem = (seed = 1) => {
+  const w = tf.variable(tf.randomNormal([8, 4], 0, 0.5, "float32", seed), true)
+  const params: Array<Parameter> = [{ name: "w", variable: w }]
+  const trueW = tf.randomNormal([8, 4], 0, 1, "float32", 99)
+  const batch = (step: number) => {
+    const x = tf.randomNormal([16, 8], 0, 1, "float32", 1000 + step)
+    return { x, y: tf.matMul(x, trueW) }
+  }
+  const loss = (b: { x: tf.Tensor; y: tf.Tensor }) => tf.mean(tf.square(tf.sub(tf.matMul(b.x, w), b.y))) as tf.Scalar
+  return { w, params, batch, loss }
+}
+
+const schedule = makeSchedule({ kind: "linear", peak: 0.2, totalSteps: 40, warmupSteps: 5 })
+
+describe("training loop", () => {
+  it("a step leaves numTensors where it found it (once optimizer state exists)", () => {
+    const { params, batch, loss } = problem()
+    const optimizer = adamw([{ params }])
+    const index = { variables: params.map((p) => p.variable), names: new Map(params.map((p) => [p.variable.name, p.name])) }
+    trainStep({ loss, batch, optimizer }, 0, 0.01, index).dispose()
+    const before = tf.memory().numTensors
+    trainStep({ loss, batch, optimizer, clipNorm: 1 }, 1, 0.01, index).dispose()
+    expect(tf.memory().numTensors).toBe(before)
+  })
+
+  it("trains, reports to the metrics log as JSONL, and leaks nothing over a whole run", async () => {
+    const { params, batch, loss } = problem()
+    const optimizer = adamw([{ params }], { weightDecay: 0 })
+    const dir = mkdtempSync(join(tmpdir(), "peftkit-train-"))
+    const path = join(dir, "metrics.jsonl")
+    let evals = 0
+    // Warm-up step so the optimizer's state tensors exist before counting.
+    await Effect.runPromise(train({ loss, batch, optimizer, steps: 1, learningRate: schedule }).pipe(Effect.provide(silent)))
+    const before = tf.memory().numTensors
+    const result = await Effect.runPromise(
+      train({
+        label: "ls",
+        loss,
+        batch,
+        optimizer,
+        steps: 40,
+        startStep: 1,
+        learningRate: schedule,
+        tokensPerBatch: () => 16,
+        reportEvery: 10,
+        evalEvery: 20,
+        evaluate: () => Effect.sync(() => ++evals),
+        profileEvery: 10
+      }).pipe(Effect.provide(Layer.merge(ProgressReporter.silent, MetricsLog.jsonl(path))))
+    )
+    expect(tf.memory().numTensors).toBe(before)
+    expect(result.trainLoss.map((e) => e.step)).toEqual(Array.from({ length: 39 }, (_, i) => i + 1))
+    expect(result.trainLoss.at(-1)!.loss).toBeLessThan(result.trainLoss[0]!.loss / 5)
+    expect(result.trainLoss[9]!.learningRate).toBeCloseTo(schedule(10), 12)
+    expect(result.validation).toEqual([{ step: 20, loss: 1 }, { step: 40, loss: 2 }])
+    expect(result.tokens).toBe(39 * 16)
+    expect(result.peakBytes).toBeGreaterThan(8 * 4 * 4)
+    const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as MetricsRecord)
+    expect(lines.map((l) => `${l.event}@${l.step}`)).toEqual(["report@10", "report@20", "eval@20", "report@30", "report@40", "eval@40"])
+    expect(lines[0]).toMatchObject({ label: "ls", totalSteps: 40, trainedTokens: 9 * 16 })
+  })
+
+  it("a NaN loss stops training with NonFiniteLoss before the next checkpoint is written", async () => {
+    const { params, batch, loss } = problem()
+    const optimizer = sgd([{ params }])
+    const saved: Array<number> = []
+    const poisoned = (b: { x: tf.Tensor; y: tf.Tensor }) => tf.tidy(() => tf.mul(loss(b), tf.scalar(saved.length >= 1 ? Number.NaN : 1)) as tf.Scalar)
+    const before = tf.memory().numTensors
+    const error = await Effect.runPromise(
+      Effect.flip(
+        train({ loss: poisoned, batch, optimizer, steps: 20, learningRate: schedule, checkpointEvery: 5, checkpoint: (step) => Effect.sync(() => void saved.push(step)) }).pipe(Effect.provide(silent))
+      )
+    )
+    expect(error).toBeInstanceOf(NonFiniteLoss)
+    expect((error as NonFiniteLoss).step).toBe(5)
+    expect(saved).toEqual([5])
+    optimizer.dispose()
+    expect(tf.memory().numTensors).toBe(before)
+  })
+
+  it("resuming from saved parameters and optimizer state continues exactly as an uninterrupted run", async () => {
+    const run = async (stopAt?: number) => {
+      const { w, params, batch, loss } = problem(3)
+      const optimizer = adamw([{ params }])
+      const run = (steps: number, startStep: number, opt = optimizer) =>
+        Effect.runPromise(train({ loss, batch, optimizer: opt, steps, startStep, learningRate: schedule }).pipe(Effect.provide(silent)))
+      if (stopAt === undefined) {
+        await run(40, 0)
+        return Array.from(w.dataSync())
+      }
+      await run(stopAt, 0)
+      const savedState = optimizer.stateDict()
+      const savedW = w.clone()
+      optimizer.dispose()
+      w.assign(tf.zerosLike(w)) // the "crash"
+      w.assign(savedW)
+      const resumed = adamw([{ params }])
+      resumed.loadStateDict(savedState)
+      await run(40, stopAt, resumed)
+      return Array.from(w.dataSync())
+    }
+    expect(await run(17)).toEqual(await run())
+  })
+
+  it("global-norm clipping bounds the update of plain SGD by lr * maxNorm", async () => {
+    const { w, params, batch, loss } = problem()
+    const before = w.clone()
+    const optimizer = sgd([{ params }])
+    await Effect.runPromise(
+      train({ loss, batch, optimizer, steps: 1, learningRate: () => 1, clipNorm: 0.1 }).pipe(Effect.provide(silent))
+    )
+    const moved = Math.sqrt(tf.sum(tf.square(tf.sub(w, before))).dataSync()[0]!)
+    expect(moved).toBeCloseTo(0.1, 5)
+  })
+})

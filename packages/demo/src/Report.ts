@@ -1,0 +1,78 @@
+/**
+ * The demo's outputs: a side-by-side table for the terminal, and a self-contained HTML report with
+ * the loss curves drawn as inline SVG (no scripts, no network), plus the raw numbers as JSON.
+ */
+import { formatBytes } from "@peftkit/core"
+import type { MethodResult } from "./Methods.js"
+
+export interface DemoReport {
+  readonly backend: string
+  readonly backendReason: string
+  readonly seed: number
+  readonly pretrain: { readonly steps: number; readonly seconds: number; readonly validLossA: number; readonly validAccuracyA: number }
+  readonly before: { readonly validLossB: number; readonly validAccuracyB: number }
+  readonly results: ReadonlyArray<MethodResult>
+  readonly totalSeconds: number
+}
+
+const pad = (text: string, width: number, right = false) => (right ? text.padStart(width) : text.padEnd(width))
+
+export const table = (report: DemoReport): string => {
+  const header = ["method", "trains", "params", "train loss", "val loss", "val acc", "time (s)", "peak mem"]
+  const widths = [8, 18, 8, 11, 9, 8, 9, 10]
+  const rows = report.results.map((r) => {
+    const lastLosses = r.training.trainLoss.slice(-10)
+    const trainLoss = lastLosses.reduce((s, e) => s + e.loss, 0) / Math.max(1, lastLosses.length)
+    const valLoss = r.training.validation.at(-1)?.loss ?? Number.NaN
+    return [r.method, r.description, String(r.trainableParameters), trainLoss.toFixed(4), valLoss.toFixed(4), `${(100 * r.validAccuracy).toFixed(1)}%`, r.training.seconds.toFixed(2), formatBytes(r.training.peakBytes)]
+  })
+  const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => pad(c, widths[i]!, i >= 2)).join("  ")
+  const before = line(["(none)", "pretrained on A", "0", "-", report.before.validLossB.toFixed(4), `${(100 * report.before.validAccuracyB).toFixed(1)}%`, "-", "-"])
+  return [line(header), line(widths.map((w) => "-".repeat(w))), before, ...rows.map(line)].join("\n")
+}
+
+const colors: Record<string, string> = { lora: "#1f77b4", cola: "#d62728", full: "#2ca02c" }
+
+/** One SVG chart of per-step (smoothed) train loss and validation points for every method. */
+const chart = (results: ReadonlyArray<MethodResult>, width = 760, height = 380): string => {
+  const margin = { left: 60, right: 20, top: 20, bottom: 40 }
+  const smooth = (values: ReadonlyArray<number>, window = 10) =>
+    values.map((_, i) => {
+      const slice = values.slice(Math.max(0, i - window + 1), i + 1)
+      return slice.reduce((s, v) => s + v, 0) / slice.length
+    })
+  const series = results.map((r) => ({ method: r.method, steps: r.training.trainLoss.map((e) => e.step + 1), loss: smooth(r.training.trainLoss.map((e) => e.loss)), valid: r.training.validation }))
+  const allLoss = series.flatMap((s) => [...s.loss, ...s.valid.map((v) => v.loss)])
+  const maxStep = Math.max(...series.flatMap((s) => s.steps))
+  const yMax = Math.max(...allLoss)
+  const yMin = Math.min(0, ...allLoss)
+  const x = (step: number) => margin.left + ((width - margin.left - margin.right) * step) / maxStep
+  const y = (loss: number) => margin.top + ((height - margin.top - margin.bottom) * (yMax - loss)) / (yMax - yMin || 1)
+  const ticks = Array.from({ length: 5 }, (_, i) => yMin + ((yMax - yMin) * i) / 4)
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="white"/>`,
+    ...ticks.map((t) => `<line x1="${margin.left}" x2="${width - margin.right}" y1="${y(t)}" y2="${y(t)}" stroke="#eee"/><text x="${margin.left - 6}" y="${y(t) + 4}" text-anchor="end">${t.toFixed(2)}</text>`),
+    `<text x="${width / 2}" y="${height - 8}" text-anchor="middle">step</text>`,
+    `<text x="14" y="${height / 2}" transform="rotate(-90 14 ${height / 2})" text-anchor="middle">loss</text>`,
+    ...series.map((s) => `<polyline fill="none" stroke="${colors[s.method]}" stroke-width="1.5" points="${s.steps.map((st, i) => `${x(st).toFixed(1)},${y(s.loss[i]!).toFixed(1)}`).join(" ")}"/>`),
+    ...series.flatMap((s) => s.valid.map((v) => `<circle cx="${x(v.step).toFixed(1)}" cy="${y(v.loss).toFixed(1)}" r="3.5" fill="white" stroke="${colors[s.method]}" stroke-width="2"/>`)),
+    ...series.map((s, i) => `<rect x="${width - 190}" y="${margin.top + 8 + 18 * i}" width="12" height="3" fill="${colors[s.method]}"/><text x="${width - 172}" y="${margin.top + 13 + 18 * i}">${s.method} (train, smoothed; o = validation)</text>`),
+    `</svg>`
+  ]
+  return parts.join("\n")
+}
+
+const escape = (text: string) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+
+export const html = (report: DemoReport): string => `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>peftkit demo: LoRA vs COLA vs full fine-tuning</title>
+<style>body{font-family:sans-serif;max-width:820px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head>
+<body>
+<h1>LoRA vs COLA vs full fine-tuning</h1>
+<p>A ${escape("tanh")} MLP pretrained on task A (${report.pretrain.steps} steps, validation accuracy ${(100 * report.pretrain.validAccuracyA).toFixed(1)}%), then adapted to task B, whose labelling teacher differs from A's by a rank-16 change per hidden layer. Same steps, batch and schedule for every method; COLA uses the same rank as LoRA. Backend: ${escape(report.backend)} (${escape(report.backendReason)}). Seed ${report.seed}.</p>
+${chart(report.results)}
+<pre>${escape(table(report))}</pre>
+<p>Generated by <code>pnpm demo</code> in ${report.totalSeconds.toFixed(1)} s.</p>
+</body></html>
+`
