@@ -108,6 +108,29 @@ export class Chain<Config extends { readonly r: number }> {
     return withWarmupRestarts(base, this.knots, this.config.warmupSteps)
   }
 
+  /**
+   * Moves the chain to `link` (started at `linkStart`) with `history` already merged into the
+   * weights, re-creating the adapters if that link's rank differs. For resuming; see `restoreChain`.
+   */
+  resumeAt(link: number, linkStart: number, history: ReadonlyArray<LinkRecord>): void {
+    this.history.splice(0, this.history.length, ...history)
+    if (this.rankOf(link) !== this.rankOf(this.currentLink)) {
+      this.adapters.remove()
+      this.adapters = AdapterSet.inject(this.options.model, this.options.variant, { ...this.options.adapterConfig, r: this.rankOf(link) }, {
+        targetModules: this.options.adapterConfig.targetModules,
+        seed: mixSeed(this.config.seed, link)
+      })
+    }
+    this.currentLink = link
+    this.linkStart = linkStart
+    this.optimizer?.setParameters(this.parameterGroups())
+  }
+
+  /** The step at which the current link started. */
+  get currentLinkStart(): number {
+    return this.linkStart
+  }
+
   /** Ends the current link at `step`: record, merge in float32, start the next link, reset the optimizer. */
   knot(step: number): Effect.Effect<void> {
     const self = this

@@ -4,3 +4,4 @@
 export * from "./Chain.js"
 export * from "./ChainConfig.js"
 export * from "./ChainExport.js"
+export * from "./ChainCheckpoint.js"

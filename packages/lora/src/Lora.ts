@@ -63,8 +63,9 @@ export class LoraAdapter implements Adapter {
     })
   }
 
+  /** Computed as (scale B) A, the product of `factors()`, so replaying saved factors is bit-exact. */
   delta(): tf.Tensor2D {
-    return tf.tidy(() => tf.mul(tf.matMul(this.loraB, this.loraA), this.scale))
+    return tf.tidy(() => tf.matMul(tf.mul(this.loraB, this.scale), this.loraA))
   }
 
   /** delta = (scale B) A: the scale is folded into b so factors concatenate across links. */

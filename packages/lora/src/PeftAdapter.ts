@@ -105,8 +105,24 @@ const pickKnown = (json: unknown): unknown => {
 const joinPath = (dir: string, file: string) => `${dir.replace(/\/+$/, "")}/${file}`
 
 /**
- * Writes LoRA tensors keyed `<module>.lora_A.weight` / `<module>.lora_B.weight` and their PEFT
- * config into `dir`. Used for adapters and for exported COLA chains alike.
+ * The two files of a PEFT LoRA directory, as bytes: tensors keyed `<module>.lora_A.weight` /
+ * `<module>.lora_B.weight` (prefixed here) and the config. Reads the tensors: off the hot path.
+ */
+export const peftLoraFiles = (
+  config: LoraConfig,
+  tensors: Readonly<Record<string, tf.Tensor>>,
+  options: PeftSaveOptions = {}
+): { readonly [ADAPTER_WEIGHTS_FILE]: Uint8Array; readonly [ADAPTER_CONFIG_FILE]: string } => ({
+  [ADAPTER_WEIGHTS_FILE]: Safetensors.encodeTensors(
+    Object.fromEntries(Object.entries(tensors).map(([key, tensor]) => [`${PEFT_KEY_PREFIX}${key}`, tensor])),
+    { format: "pt" }
+  ),
+  [ADAPTER_CONFIG_FILE]: `${JSON.stringify(toPeftConfig(config, options), null, 2)}\n`
+})
+
+/**
+ * Writes LoRA tensors and their PEFT config into `dir`, each file atomically, weights first. Used
+ * for adapters and for exported COLA chains alike.
  */
 export const savePeftLora = (
   dir: string,
@@ -115,10 +131,9 @@ export const savePeftLora = (
   options: PeftSaveOptions = {}
 ): Effect.Effect<void, FileError> =>
   Effect.gen(function* () {
-    const prefixed = Object.fromEntries(Object.entries(tensors).map(([key, tensor]) => [`${PEFT_KEY_PREFIX}${key}`, tensor]))
-    const bytes = Safetensors.encodeTensors(prefixed, { format: "pt" })
-    yield* writeFileAtomic(joinPath(dir, ADAPTER_WEIGHTS_FILE), bytes)
-    yield* writeFileAtomic(joinPath(dir, ADAPTER_CONFIG_FILE), `${JSON.stringify(toPeftConfig(config, options), null, 2)}\n`)
+    const files = peftLoraFiles(config, tensors, options)
+    yield* writeFileAtomic(joinPath(dir, ADAPTER_WEIGHTS_FILE), files[ADAPTER_WEIGHTS_FILE])
+    yield* writeFileAtomic(joinPath(dir, ADAPTER_CONFIG_FILE), files[ADAPTER_CONFIG_FILE])
   })
 
 /** Saves the adapters of `adapters` (a LoRA `AdapterSet`) in PEFT layout. */
@@ -163,6 +178,28 @@ export const readPeftLora = (
     return { config, tensors }
   })
 
+/** Loads the tensors read from a PEFT file into already-injected adapters (resume); all-or-nothing per layer. */
+const loadInto = (
+  adapters: AdapterSet,
+  tensors: ReadonlyMap<string, Record<string, Safetensors.TensorView>>,
+  weightsPath: string
+): Effect.Effect<void, LoadAdapterError> =>
+  Effect.try({
+    try: () => {
+      for (const layer of adapters.layers) {
+        const views = tensors.get(layer.name)
+        if (views === undefined) throw new InvalidCheckpoint({ path: weightsPath, tensor: `${layer.name}.lora_A.weight`, reason: "missing" })
+        const loadedTensors = Object.fromEntries(Object.entries(views).map(([key, view]) => [key, Safetensors.toTensor(view)]))
+        try {
+          layer.adapter!.loadStateDict(loadedTensors)
+        } finally {
+          Object.values(loadedTensors).forEach((tensor) => tensor.dispose())
+        }
+      }
+    },
+    catch: (error) => error as LoadAdapterError
+  })
+
 /**
  * Loads a PEFT LoRA directory onto `model`: injects LoRA into exactly the modules the file has
  * weights for, and loads them. A module the model lacks, a missing factor or a wrong shape is an
@@ -181,20 +218,16 @@ export const loadAdapter = (
     }
     if (tensors.size === 0) return yield* new InvalidCheckpoint({ path: weightsPath, reason: "no LoRA tensors" })
     const adapters = AdapterSet.inject(model, lora, config, { targetModules: [...tensors.keys()], seed: 0 })
-    const loaded = Effect.try({
-      try: () => {
-        for (const layer of adapters.layers) {
-          const views = tensors.get(layer.name)!
-          const loadedTensors = Object.fromEntries(Object.entries(views).map(([key, view]) => [key, Safetensors.toTensor(view)]))
-          try {
-            layer.adapter!.loadStateDict(loadedTensors)
-          } finally {
-            Object.values(loadedTensors).forEach((tensor) => tensor.dispose())
-          }
-        }
-      },
-      catch: (error) => error as LoadAdapterError
-    })
-    yield* loaded.pipe(Effect.tapError(() => Effect.sync(() => adapters.remove())))
+    yield* loadInto(adapters, tensors, weightsPath).pipe(Effect.tapError(() => Effect.sync(() => adapters.remove())))
     return { adapters, config }
+  })
+
+/**
+ * Loads a PEFT LoRA directory's weights into adapters that are already injected (resuming a run):
+ * every adapted layer must have its factors in the file, with matching shapes.
+ */
+export const restoreAdapterWeights = (dir: string, adapters: AdapterSet): Effect.Effect<void, LoadAdapterError> =>
+  Effect.gen(function* () {
+    const { tensors } = yield* readPeftLora(dir)
+    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE))
   })

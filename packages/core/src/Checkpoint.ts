@@ -1,0 +1,153 @@
+/**
+ * Resumable training checkpoints, one directory per step (`<root>/step-000120/`), as HF Trainer's
+ * `checkpoint-N` folders. A checkpoint is written into a hidden temp directory and renamed into
+ * place only when every file is on disk, so a crash mid-save leaves no half-written checkpoint
+ * that looks valid; `latestCheckpoint` only ever sees complete ones. Older checkpoints beyond
+ * `keep` are removed after the new one is in place.
+ *
+ * What goes inside is the caller's: adapter files, optimizer state (`optimizerStateFile`), chain
+ * state, and `trainer_state.json` with the step.
+ */
+import { Effect, Option } from "effect"
+import { FileError, InvalidCheckpoint } from "./Errors.js"
+import type { Optimizer } from "./Optimizer.js"
+import * as Safetensors from "./Safetensors.js"
+
+export const TRAINER_STATE_FILE = "trainer_state.json"
+export const OPTIMIZER_STATE_FILE = "optimizer.safetensors"
+
+/** File name -> contents. */
+export type CheckpointFiles = Readonly<Record<string, Uint8Array | string>>
+
+export interface TrainerState {
+  readonly step: number
+  /** Anything else the run needs to continue (seed, method, chain position, ...). */
+  readonly [key: string]: unknown
+}
+
+const STEP_DIR = /^step-(\d+)$/
+
+const stepDirName = (step: number) => `step-${String(step).padStart(6, "0")}`
+
+const node = (path: string, operation: FileError["operation"]) =>
+  Effect.tryPromise({
+    try: async () => ({ fs: await import("node:fs/promises"), path: await import("node:path") }),
+    catch: (error) => new FileError({ path, operation, reason: `node:fs is unavailable (${String(error)})` })
+  })
+
+const fileError = (path: string, operation: FileError["operation"]) => (error: unknown) =>
+  new FileError({ path, operation, reason: error instanceof Error ? error.message : String(error) })
+
+/**
+ * Writes `files` plus `trainer_state.json` as the checkpoint of `state.step` under `root`; returns
+ * its directory. Keeps the newest `keep` checkpoints (default 2).
+ */
+export const writeCheckpoint = (
+  root: string,
+  state: TrainerState,
+  files: CheckpointFiles,
+  options: { readonly keep?: number } = {}
+): Effect.Effect<string, FileError> =>
+  Effect.gen(function* () {
+    const { fs, path } = yield* node(root, "write")
+    const finalDir = path.join(root, stepDirName(state.step))
+    const tempDir = path.join(root, `.${stepDirName(state.step)}.${process.pid}.${Date.now()}.tmp`)
+    const write = Effect.tryPromise({
+      try: async () => {
+        await fs.mkdir(tempDir, { recursive: true })
+        const all: Record<string, Uint8Array | string> = { ...files, [TRAINER_STATE_FILE]: `${JSON.stringify(state, null, 2)}\n` }
+        for (const [name, data] of Object.entries(all)) {
+          const handle = await fs.open(path.join(tempDir, name), "w")
+          try {
+            await handle.writeFile(data)
+            await handle.sync()
+          } finally {
+            await handle.close()
+          }
+        }
+        // Re-saving a step replaces the old directory only after the new one is complete.
+        await fs.rm(finalDir, { recursive: true, force: true })
+        await fs.rename(tempDir, finalDir)
+      },
+      catch: fileError(finalDir, "write")
+    })
+    yield* write.pipe(Effect.tapError(() => Effect.promise(() => fs.rm(tempDir, { recursive: true, force: true }))))
+    const keep = Math.max(1, options.keep ?? 2)
+    const steps = yield* listCheckpoints(root)
+    for (const old of steps.slice(0, Math.max(0, steps.length - keep))) {
+      yield* Effect.promise(() => fs.rm(old.dir, { recursive: true, force: true }))
+    }
+    return finalDir
+  })
+
+/** Complete checkpoints under `root`, oldest first (none when `root` does not exist). */
+export const listCheckpoints = (root: string): Effect.Effect<ReadonlyArray<{ readonly step: number; readonly dir: string }>, FileError> =>
+  Effect.gen(function* () {
+    const { fs, path } = yield* node(root, "stat")
+    const entries = yield* Effect.tryPromise({
+      try: () => fs.readdir(root).catch((error: NodeJS.ErrnoException) => (error.code === "ENOENT" ? [] : Promise.reject(error))),
+      catch: fileError(root, "stat")
+    })
+    return entries
+      .flatMap((name) => {
+        const match = STEP_DIR.exec(name)
+        return match === null ? [] : [{ step: Number(match[1]), dir: path.join(root, name) }]
+      })
+      .sort((a, b) => a.step - b.step)
+  })
+
+/** The newest complete checkpoint under `root`, if any. */
+export const latestCheckpoint = (root: string): Effect.Effect<Option.Option<{ readonly step: number; readonly dir: string }>, FileError> =>
+  Effect.map(listCheckpoints(root), (all) => Option.fromNullable(all.at(-1)))
+
+/** Reads one file of a checkpoint. */
+export const readCheckpointFile = (dir: string, name: string): Effect.Effect<Uint8Array, FileError> =>
+  Effect.gen(function* () {
+    const { fs, path } = yield* node(dir, "read")
+    const file = path.join(dir, name)
+    const bytes = yield* Effect.tryPromise({ try: () => fs.readFile(file), catch: fileError(file, "read") })
+    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  })
+
+/** Reads and checks `trainer_state.json`. */
+export const readTrainerState = (dir: string): Effect.Effect<TrainerState, FileError | InvalidCheckpoint> =>
+  Effect.gen(function* () {
+    const bytes = yield* readCheckpointFile(dir, TRAINER_STATE_FILE)
+    const where = `${dir}/${TRAINER_STATE_FILE}`
+    const state = yield* Effect.try({
+      try: () => JSON.parse(new TextDecoder().decode(bytes)) as unknown,
+      catch: () => new InvalidCheckpoint({ path: where, reason: "not JSON" })
+    })
+    if (typeof state !== "object" || state === null || !Number.isInteger((state as { step?: unknown }).step)) {
+      return yield* new InvalidCheckpoint({ path: where, reason: "missing integer 'step'" })
+    }
+    return state as TrainerState
+  })
+
+/** The optimizer's state as a safetensors file (reads the state back: call it off the hot path). */
+export const optimizerStateFile = (optimizer: Optimizer): Uint8Array => {
+  const state = optimizer.stateDict()
+  try {
+    return Safetensors.encodeTensors(state, { optimizer: optimizer.name })
+  } finally {
+    Object.values(state).forEach((tensor) => tensor.dispose())
+  }
+}
+
+/** Restores optimizer state saved by `optimizerStateFile` into `optimizer` (parameters set already). */
+export const restoreOptimizer = (
+  dir: string,
+  optimizer: Optimizer
+): Effect.Effect<void, FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint> =>
+  Effect.gen(function* () {
+    const file = `${dir}/${OPTIMIZER_STATE_FILE}`
+    const decoded = yield* Safetensors.decode(yield* readCheckpointFile(dir, OPTIMIZER_STATE_FILE), file)
+    if (decoded.metadata.optimizer !== undefined && decoded.metadata.optimizer !== optimizer.name) {
+      return yield* new InvalidCheckpoint({ path: file, reason: `saved by '${decoded.metadata.optimizer}', restoring into '${optimizer.name}'` })
+    }
+    const tensors = Object.fromEntries(decoded.tensors.map((view) => [view.name, Safetensors.toTensor(view)]))
+    yield* Effect.try({
+      try: () => optimizer.loadStateDict(tensors),
+      catch: (error) => (error instanceof InvalidCheckpoint ? error : new InvalidCheckpoint({ path: file, reason: error instanceof Error ? error.message : String(error) }))
+    }).pipe(Effect.ensuring(Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))))
+  })
