@@ -66,6 +66,8 @@ export interface TrainingResult {
   readonly tokens: number
   /** Highest engine byte count seen inside a profiled step (includes the model's weights). */
   readonly peakBytes: number
+  /** Engine bytes when training started: `peakBytes - startBytes` is what training itself adds. */
+  readonly startBytes: number
 }
 
 /** Maps tfjs variable names (process-unique) to parameter names, rebuilt when the groups change. */
@@ -155,6 +157,7 @@ export const train = <Batch, E = never, R = never>(
       pending = []
     })
 
+    const startBytes = tf.memory().numBytes
     const loop = Effect.gen(function* () {
       yield* progress.start(label, options.steps, startStep)
       const started = performance.now()
@@ -230,5 +233,5 @@ export const train = <Batch, E = never, R = never>(
     })
 
     yield* loop.pipe(Effect.ensuring(releasePending))
-    return { label, trainLoss, validation, seconds: elapsedMs / 1000, tokens, peakBytes } satisfies TrainingResult
+    return { label, trainLoss, validation, seconds: elapsedMs / 1000, tokens, peakBytes, startBytes } satisfies TrainingResult
   })

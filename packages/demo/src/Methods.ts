@@ -4,6 +4,8 @@
  */
 import {
   AdapterSet,
+  type FileError,
+  type InvalidCheckpoint,
   type MetricsLog,
   makeSchedule,
   type NonFiniteLoss,
@@ -13,7 +15,7 @@ import {
   type TrainingHook,
   type TrainingResult
 } from "@peftkit/core"
-import { Chain } from "@peftkit/cola"
+import { Chain, compressChain, exportChain, saveChainLora } from "@peftkit/cola"
 import { lora, loraConfig } from "@peftkit/lora"
 import { adamw } from "@peftkit/optimizers"
 import * as tf from "@tensorflow/tfjs-core"
@@ -34,8 +36,18 @@ export interface AdaptSettings {
   readonly seed: number
 }
 
+/** What the demo did with the finished chain: one PEFT adapter, exact and compressed. */
+export interface ChainExportSummary {
+  readonly dir: string
+  readonly rank: number
+  readonly compressedDir: string
+  readonly compressedRank: number
+  readonly relativeError: number
+}
+
 export interface MethodResult {
   readonly method: Method
+  readonly chainExport?: ChainExportSummary
   readonly training: TrainingResult
   readonly trainableParameters: number
   readonly validAccuracy: number
@@ -64,8 +76,9 @@ export const adapt = (
   method: Method,
   model: Mlp,
   data: { readonly train: Dataset; readonly valid: Dataset },
-  settings: AdaptSettings
-): Effect.Effect<MethodResult, NonFiniteLoss, ProgressReporter | MetricsLog> =>
+  settings: AdaptSettings,
+  outDir: string
+): Effect.Effect<MethodResult, NonFiniteLoss | FileError | InvalidCheckpoint, ProgressReporter | MetricsLog> =>
   Effect.gen(function* () {
     const config = loraConfig({ r: settings.rank, alpha: settings.alpha, targetModules: "all-linear" })
     const optimizer = adamw([], { weightDecay: 0 })
@@ -74,6 +87,7 @@ export const adapt = (
     let hooks: ReadonlyArray<TrainingHook> = []
     let schedule = base
     let description: string
+    let chain: Chain<typeof config> | undefined
     if (method === "full") {
       optimizer.setParameters([{ params: model.baseParameters() }])
       description = "all weights"
@@ -82,7 +96,7 @@ export const adapt = (
       optimizer.setParameters([{ params: adapters.parameters() }])
       description = `r=${settings.rank}`
     } else {
-      const chain = Chain.make({ model, variant: lora, adapterConfig: config, chain: { totalSteps: settings.steps, links: settings.links, seed: settings.seed } })
+      chain = Chain.make({ model, variant: lora, adapterConfig: config, chain: { totalSteps: settings.steps, links: settings.links, seed: settings.seed } })
       chain.attach(optimizer)
       hooks = [chain.hook()]
       schedule = chain.schedule(base)
@@ -104,5 +118,16 @@ export const adapt = (
     })
     const final = yield* evaluate(model, data.valid)
     optimizer.dispose()
-    return { method, training, trainableParameters, validAccuracy: final.accuracy, description }
+    let chainExport: ChainExportSummary | undefined
+    if (chain !== undefined) {
+      // The whole chain as one standard PEFT LoRA (exact), and compressed back to the link rank.
+      const exported = yield* exportChain(chain)
+      const compressed = compressChain(exported, settings.rank)
+      const dir = `${outDir}/cola-adapter-r${exported.rank}`
+      const compressedDir = `${outDir}/cola-adapter-r${settings.rank}-svd`
+      yield* saveChainLora(dir, exported)
+      yield* saveChainLora(compressedDir, compressed.lora)
+      chainExport = { dir, rank: exported.rank, compressedDir, compressedRank: compressed.lora.rank, relativeError: compressed.relativeError }
+    }
+    return { method, training, trainableParameters, validAccuracy: final.accuracy, description, ...(chainExport ? { chainExport } : {}) }
   })

@@ -77,7 +77,7 @@ const program = (options: Options) =>
     const results: Array<MethodResult> = []
     for (const method of ["lora", "cola", "full"] satisfies ReadonlyArray<Method>) {
       const model = pretrained.copy(method === "full")
-      results.push(yield* adapt(method, model, tasks.taskB, settings))
+      results.push(yield* adapt(method, model, tasks.taskB, settings, resolve(options.out)))
       model.dispose()
     }
     pretrained.dispose()
@@ -97,6 +97,11 @@ const program = (options: Options) =>
     yield* writeFileAtomic(join(out, "report.json"), `${JSON.stringify(report, null, 2)}\n`)
     console.log(`\nTask B after pretraining on task A (validation accuracy on A: ${(100 * afterA.accuracy).toFixed(1)}%):\n`)
     console.log(table(report))
+    const exported = results.find((r) => r.chainExport !== undefined)?.chainExport
+    if (exported !== undefined) {
+      console.log(`\nCOLA chain saved as one PEFT LoRA of rank ${exported.rank} (exact): ${exported.dir}`)
+      console.log(`compressed by SVD to rank ${exported.compressedRank} (relative Frobenius error ${exported.relativeError.toFixed(4)}): ${exported.compressedDir}`)
+    }
     console.log(`\nReport: ${join(out, "report.html")} (loss curves), ${join(out, "report.json")}, metrics log ${join(out, "metrics.jsonl")}. Total ${report.totalSeconds.toFixed(1)} s.`)
   })
 
