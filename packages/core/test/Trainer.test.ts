@@ -1,3 +1,5 @@
+// @peftkit/optimizers resolves through the workspace test alias (vitest.config.ts): a package
+// dependency would make core and optimizers a cycle.
 import { adamw, sgd } from "@peftkit/optimizers"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
