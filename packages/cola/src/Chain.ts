@@ -9,10 +9,10 @@
  * (or prunes) the optimizer state.
  */
 import type { AdaptableModel, AdapterVariant, Optimizer, Parameter, ParameterGroup, Schedule, TrainingHook } from "@peftkit/core"
-import { AdapterSet, mixSeed, withWarmupRestarts } from "@peftkit/core"
-import * as tf from "@tensorflow/tfjs-core"
+import { AdapterSet, ConfigError, mixSeed, withWarmupRestarts } from "@peftkit/core"
 import { Effect } from "effect"
 import { type ChainConfig, type ChainConfigInput, chainConfig, knotSteps } from "./ChainConfig.js"
+import { readHost } from "./internal/readHost.js"
 
 /** One finished link of one layer, kept on the host: factors when the variant has them, else the dense delta. */
 export type LinkUpdate =
@@ -38,7 +38,6 @@ export interface ChainOptions<Config extends { readonly r: number }> {
   readonly groups?: (params: ReadonlyArray<Parameter>) => ReadonlyArray<ParameterGroup>
 }
 
-const readHost = (tensor: tf.Tensor) => Effect.promise(() => tensor.data() as Promise<Float32Array>).pipe(Effect.ensuring(Effect.sync(() => tensor.dispose())))
 
 export class Chain<Config extends { readonly r: number }> {
   readonly config: ChainConfig
@@ -97,7 +96,7 @@ export class Chain<Config extends { readonly r: number }> {
   }
 
   /** The training-loop hook that ties knots to steps. */
-  hook(): TrainingHook {
+  hook(): TrainingHook<ConfigError> {
     return {
       beforeStep: (step) => (this.knots.includes(step) ? this.knot(step) : Effect.void)
     }
@@ -132,9 +131,14 @@ export class Chain<Config extends { readonly r: number }> {
   }
 
   /** Ends the current link at `step`: record, merge in float32, start the next link, reset the optimizer. */
-  knot(step: number): Effect.Effect<void> {
+  knot(step: number): Effect.Effect<void, ConfigError> {
     const self = this
     return Effect.gen(function* () {
+      // A knot that cannot reset the optimizer would silently keep stale moments (DESIGN's pitfall).
+      const optimizer = self.optimizer
+      if (optimizer === undefined) {
+        return yield* new ConfigError({ field: "chain", reason: "no optimizer attached: call chain.attach(optimizer) before training" })
+      }
       const finished = self.currentLink
       const updates = new Map<string, LinkUpdate>()
       for (const layer of self.adapters.layers) {
@@ -156,7 +160,7 @@ export class Chain<Config extends { readonly r: number }> {
       if (nextRank === self.rankOf(finished)) {
         self.adapters.layers.forEach((layer, index) => {
           layer.adapter!.reinitialize(mixSeed(self.config.seed, next, index))
-          layer.merged = false
+          layer.keepMerged()
         })
       } else {
         // A new rank means new shapes: new adapters (and new optimizer slots for them).
@@ -170,13 +174,10 @@ export class Chain<Config extends { readonly r: number }> {
       self.currentLink = next
       self.linkStart = step
 
-      const optimizer = self.optimizer
-      if (optimizer !== undefined) {
-        optimizer.setParameters(self.parameterGroups())
-        const policy = self.config.optimizerAtKnot
-        if (policy === "reset") optimizer.reset()
-        else if (policy !== "keep") optimizer.prune(policy.prune, policy.mode, mixSeed(self.config.seed, next, 0x5eed))
-      }
+      optimizer.setParameters(self.parameterGroups())
+      const policy = self.config.optimizerAtKnot
+      if (policy === "reset") optimizer.reset()
+      else if (policy !== "keep") optimizer.prune(policy.prune, policy.mode, mixSeed(self.config.seed, next, 0x5eed))
     })
   }
 }

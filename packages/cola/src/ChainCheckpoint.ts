@@ -7,20 +7,31 @@
  * These files go into a checkpoint directory next to the optimizer state (see core's
  * `writeCheckpoint` / `restoreOptimizer`).
  */
-import { type CheckpointFiles, type FileError, InvalidCheckpoint, readCheckpointFile, Safetensors, ShapeMismatch } from "@peftkit/core"
+import { attempt, type CheckpointFiles, type ConfigError, decodeConfig, type FileError, InvalidCheckpoint, readCheckpointFile, Safetensors, ShapeMismatch } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import type { Chain, LinkRecord, LinkUpdate } from "./Chain.js"
 
 export const CHAIN_STATE_FILE = "chain_state.json"
 export const CHAIN_LINKS_FILE = "chain_links.safetensors"
 export const CHAIN_ADAPTERS_FILE = "chain_adapters.safetensors"
 
-interface ChainStateJson {
-  readonly link: number
-  readonly linkStart: number
-  readonly history: ReadonlyArray<{ readonly link: number; readonly startStep: number; readonly endStep: number; readonly rank: number; readonly modules: ReadonlyArray<string> }>
-}
+const ChainStateJson = Schema.Struct({
+  link: Schema.Int.pipe(Schema.nonNegative()),
+  linkStart: Schema.Int.pipe(Schema.nonNegative()),
+  history: Schema.Array(
+    Schema.Struct({
+      link: Schema.Int,
+      startStep: Schema.Int,
+      endStep: Schema.Int,
+      rank: Schema.Int,
+      modules: Schema.Array(Schema.String)
+    })
+  ),
+  /** Per-module adapter random-stream positions (dropout), so masks continue exactly. */
+  randomState: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.Array(Schema.Number) }), { default: () => ({}) })
+})
+type ChainStateJson = typeof ChainStateJson.Encoded
 
 const linkKey = (link: number, moduleName: string, part: "a" | "b" | "delta") => `link.${link}.${moduleName}.${part}`
 
@@ -41,7 +52,8 @@ export const chainCheckpointFiles = (chain: Chain<{ readonly r: number }>): Chec
   const state: ChainStateJson = {
     link: chain.link,
     linkStart: chain.currentLinkStart,
-    history: chain.history.map((record) => ({ link: record.link, startStep: record.startStep, endStep: record.endStep, rank: record.rank, modules: [...record.updates.keys()] }))
+    history: chain.history.map((record) => ({ link: record.link, startStep: record.startStep, endStep: record.endStep, rank: record.rank, modules: [...record.updates.keys()] })),
+    randomState: chain.adapters.randomState()
   }
   const adapterTensors = chain.adapters.stateDict()
   try {
@@ -55,12 +67,13 @@ export const chainCheckpointFiles = (chain: Chain<{ readonly r: number }>): Chec
   }
 }
 
-export type RestoreChainError = FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint | ShapeMismatch
+export type RestoreChainError = FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint | ShapeMismatch | ConfigError
 
 /**
  * Restores a chain saved by `chainCheckpointFiles` from `dir`. `chain` must be freshly made with
- * the same options on the ORIGINAL base model (link 0, nothing merged). Attach the optimizer
- * before restoring, then restore the optimizer state.
+ * the same options on the ORIGINAL base model (link 0, nothing merged), with its optimizer
+ * attached; restore the optimizer state afterwards. Everything is read and checked before any
+ * weight changes, so a bad checkpoint leaves the chain and the model untouched.
  */
 export const restoreChain = (chain: Chain<{ readonly r: number }>, dir: string): Effect.Effect<void, RestoreChainError> =>
   Effect.gen(function* () {
@@ -69,19 +82,20 @@ export const restoreChain = (chain: Chain<{ readonly r: number }>, dir: string):
       return yield* new InvalidCheckpoint({ path: statePath, reason: "restore into a freshly made chain (it has already advanced)" })
     }
     const stateBytes = yield* readCheckpointFile(dir, CHAIN_STATE_FILE)
-    const state = yield* Effect.try({
-      try: () => JSON.parse(new TextDecoder().decode(stateBytes)) as ChainStateJson,
+    const json = yield* Effect.try({
+      try: () => JSON.parse(new TextDecoder().decode(stateBytes)) as unknown,
       catch: () => new InvalidCheckpoint({ path: statePath, reason: "not JSON" })
     })
-    if (!Number.isInteger(state.link) || state.link >= chain.links || state.history.length !== state.link) {
-      return yield* new InvalidCheckpoint({ path: statePath, reason: `link ${state.link} does not fit a chain of ${chain.links} links with ${state.history?.length} finished` })
+    const state = yield* decodeConfig(ChainStateJson, json, "chain_state")
+    if (state.link >= chain.links || state.history.length !== state.link) {
+      return yield* new InvalidCheckpoint({ path: statePath, reason: `link ${state.link} with ${state.history.length} finished does not fit a chain of ${chain.links} links` })
     }
     const linksPath = `${dir}/${CHAIN_LINKS_FILE}`
     const links = yield* Safetensors.decode(yield* readCheckpointFile(dir, CHAIN_LINKS_FILE), linksPath)
     const views = new Map(links.tensors.map((view) => [view.name, view]))
     const layers = new Map(chain.adapters.layers.map((layer) => [layer.name, layer]))
 
-    // Replay every finished link: W <- W + b a (or + delta), the same float32 ops as at the knot.
+    // 1. Read and check every finished link (host arrays only; nothing touched yet).
     const history: Array<LinkRecord> = []
     for (const record of state.history) {
       const updates = new Map<string, LinkUpdate>()
@@ -93,42 +107,51 @@ export const restoreChain = (chain: Chain<{ readonly r: number }>, dir: string):
         const delta = views.get(linkKey(record.link, moduleName, "delta"))
         if (a !== undefined && b !== undefined) {
           const rank = a.shape[0]!
-          if (a.shape[1] !== layer.inFeatures || b.shape[0] !== layer.outFeatures || b.shape[1] !== rank) {
-            return yield* new ShapeMismatch({ what: linkKey(record.link, moduleName, "b"), expected: [layer.outFeatures, rank], actual: b.shape })
-          }
-          const update = { kind: "factors" as const, rank, a: Safetensors.toFloat32(a).slice(), b: Safetensors.toFloat32(b).slice() }
-          tf.tidy(() => layer.weight.assign(tf.add(layer.weight, tf.matMul(tf.tensor2d(update.b, [layer.outFeatures, rank]), tf.tensor2d(update.a, [rank, layer.inFeatures])))))
-          updates.set(moduleName, update)
+          if (a.shape[1] !== layer.inFeatures) return yield* new ShapeMismatch({ what: linkKey(record.link, moduleName, "a"), expected: [rank, layer.inFeatures], actual: a.shape })
+          if (b.shape[0] !== layer.outFeatures || b.shape[1] !== rank) return yield* new ShapeMismatch({ what: linkKey(record.link, moduleName, "b"), expected: [layer.outFeatures, rank], actual: b.shape })
+          updates.set(moduleName, { kind: "factors", rank, a: Safetensors.toFloat32(a).slice(), b: Safetensors.toFloat32(b).slice() })
         } else if (delta !== undefined) {
-          const update = { kind: "dense" as const, delta: Safetensors.toFloat32(delta).slice() }
-          tf.tidy(() => layer.weight.assign(tf.add(layer.weight, tf.tensor2d(update.delta, [layer.outFeatures, layer.inFeatures]))))
-          updates.set(moduleName, update)
+          if (delta.shape[0] !== layer.outFeatures || delta.shape[1] !== layer.inFeatures) return yield* new ShapeMismatch({ what: linkKey(record.link, moduleName, "delta"), expected: [layer.outFeatures, layer.inFeatures], actual: delta.shape })
+          updates.set(moduleName, { kind: "dense", delta: Safetensors.toFloat32(delta).slice() })
         } else {
           return yield* new InvalidCheckpoint({ path: linksPath, tensor: linkKey(record.link, moduleName, "a"), reason: "missing" })
         }
       }
       history.push({ link: record.link, startStep: record.startStep, endStep: record.endStep, rank: record.rank, updates })
     }
-    chain.resumeAt(state.link, state.linkStart, history)
-
-    // The current link's adapter weights.
     const adaptersPath = `${dir}/${CHAIN_ADAPTERS_FILE}`
     const current = yield* Safetensors.decode(yield* readCheckpointFile(dir, CHAIN_ADAPTERS_FILE), adaptersPath)
+    const moduleOf = (name: string) => [...layers.keys()].find((moduleName) => name.startsWith(`${moduleName}.`))
+    const unknown = current.tensors.find((view) => moduleOf(view.name) === undefined)
+    if (unknown !== undefined) return yield* new InvalidCheckpoint({ path: adaptersPath, tensor: unknown.name, reason: "no adapted layer has this name" })
+
+    // 2. Move to the current link and load its adapters; on failure go back to link 0 (W untouched so far).
+    chain.resumeAt(state.link, state.linkStart, history)
     const byModule = new Map<string, Record<string, tf.Tensor>>()
     for (const view of current.tensors) {
-      const layer = chain.adapters.layers.find((l) => view.name.startsWith(`${l.name}.`))
-      if (layer === undefined) {
-        Array.from(byModule.values()).forEach((tensors) => Object.values(tensors).forEach((t) => t.dispose()))
-        return yield* new InvalidCheckpoint({ path: adaptersPath, tensor: view.name, reason: "no adapted layer has this name" })
-      }
-      const entry = byModule.get(layer.name) ?? {}
-      entry[view.name.slice(layer.name.length + 1)] = Safetensors.toTensor(view)
-      byModule.set(layer.name, entry)
+      const moduleName = moduleOf(view.name)!
+      const entry = byModule.get(moduleName) ?? {}
+      entry[view.name.slice(moduleName.length + 1)] = Safetensors.toTensor(view)
+      byModule.set(moduleName, entry)
     }
-    yield* Effect.try({
-      try: () => {
-        for (const layer of chain.adapters.layers) layer.adapter!.loadStateDict(byModule.get(layer.name) ?? {})
-      },
-      catch: (error) => error as RestoreChainError
-    }).pipe(Effect.ensuring(Effect.sync(() => Array.from(byModule.values()).forEach((tensors) => Object.values(tensors).forEach((t) => t.dispose())))))
+    yield* attempt(() => {
+      for (const layer of chain.adapters.layers) layer.adapter!.loadStateDict(byModule.get(layer.name) ?? {})
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => byModule.forEach((tensors) => Object.values(tensors).forEach((t) => t.dispose())))),
+      Effect.tapError(() => Effect.sync(() => chain.resumeAt(0, 0, [])))
+    )
+
+    // 3. Replay the finished links onto W with the knots' float32 ops (validated above: cannot fail).
+    for (const record of history) {
+      for (const [moduleName, update] of record.updates) {
+        const layer = layers.get(moduleName)!
+        tf.tidy(() => {
+          const increment = update.kind === "factors"
+            ? tf.matMul(tf.tensor2d(update.b, [layer.outFeatures, update.rank]), tf.tensor2d(update.a, [update.rank, layer.inFeatures]))
+            : tf.tensor2d(update.delta, [layer.outFeatures, layer.inFeatures])
+          layer.weight.assign(tf.add(layer.weight, increment))
+        })
+      }
+    }
+    chain.adapters.setRandomState(state.randomState)
   })

@@ -15,11 +15,13 @@ export const OptimizerAtKnot = Schema.Union(
 )
 export type OptimizerAtKnot = typeof OptimizerAtKnot.Type
 
+export const DEFAULT_LINKS = 3
+
 export const ChainConfig = Schema.Struct({
   /** Total optimizer steps of the chain (the LoRA baseline's budget). */
   totalSteps: PositiveInt,
-  /** Number of links; knots split `totalSteps` evenly. Ignored when `knots` is given. */
-  links: Schema.optionalWith(PositiveInt, { default: () => 3 }),
+  /** Number of links (default 3); knots split `totalSteps` evenly. Give `links` or `knots`, not both. */
+  links: Schema.optional(PositiveInt),
   /** Explicit knot steps: at each, the current link is merged and a new one starts. */
   knots: Schema.optional(Schema.Array(PositiveInt)),
   /** Rank of each link (the paper's rank step-down); defaults to the adapter config's rank. */
@@ -37,15 +39,18 @@ export type ChainConfigInput = typeof ChainConfig.Encoded
 export const chainConfig = (input: ChainConfigInput): ChainConfig => {
   const config = decodeConfigSync(ChainConfig, input, "chain")
   const knots = config.knots
+  if (knots !== undefined && config.links !== undefined && config.links !== knots.length + 1) {
+    throw new ConfigError({ field: "chain.links", reason: `${config.links} links do not match ${knots.length} knots; give one of them` })
+  }
   if (knots !== undefined) {
     knots.forEach((knot, i) => {
       if (knot >= config.totalSteps) throw new ConfigError({ field: `chain.knots.${i}`, reason: `must be below totalSteps (${config.totalSteps})` })
       if (i > 0 && knot <= knots[i - 1]!) throw new ConfigError({ field: `chain.knots.${i}`, reason: "knots must be strictly increasing" })
     })
-  } else if (config.links > config.totalSteps) {
+  } else if ((config.links ?? DEFAULT_LINKS) > config.totalSteps) {
     throw new ConfigError({ field: "chain.links", reason: `more links than steps (${config.totalSteps})` })
   }
-  const links = knots === undefined ? config.links : knots.length + 1
+  const links = knots === undefined ? (config.links ?? DEFAULT_LINKS) : knots.length + 1
   if (config.ranks !== undefined && config.ranks.length !== links) {
     throw new ConfigError({ field: "chain.ranks", reason: `needs one rank per link (${links}), got ${config.ranks.length}` })
   }
@@ -53,5 +58,7 @@ export const chainConfig = (input: ChainConfigInput): ChainConfig => {
 }
 
 /** The steps at which a new link starts (L - 1 interior knots for L links). */
-export const knotSteps = (config: ChainConfig): ReadonlyArray<number> =>
-  config.knots ?? Array.from({ length: config.links - 1 }, (_, i) => Math.round(((i + 1) * config.totalSteps) / config.links))
+export const knotSteps = (config: ChainConfig): ReadonlyArray<number> => {
+  const links = config.links ?? DEFAULT_LINKS
+  return config.knots ?? Array.from({ length: links - 1 }, (_, i) => Math.round(((i + 1) * config.totalSteps) / links))
+}

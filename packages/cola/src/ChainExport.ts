@@ -17,6 +17,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { Matrix, QrDecomposition, SingularValueDecomposition } from "ml-matrix"
 import type { Chain, LinkUpdate } from "./Chain.js"
+import { readHost } from "./internal/readHost.js"
 
 /** One layer's low-rank update: delta = b a, b [out, rank], a [rank, in], row major. */
 export interface LowRankUpdate {
@@ -33,7 +34,6 @@ export interface ChainLora {
   readonly updates: ReadonlyArray<LowRankUpdate>
 }
 
-const hostFactors = (tensor: tf.Tensor) => Effect.promise(() => tensor.data() as Promise<Float32Array>).pipe(Effect.ensuring(Effect.sync(() => tensor.dispose())))
 
 /** Concatenates factors column-wise (b) and row-wise (a). */
 const concatenate = (moduleName: string, outFeatures: number, inFeatures: number, parts: ReadonlyArray<{ rank: number; a: Float32Array; b: Float32Array }>): LowRankUpdate => {
@@ -72,11 +72,9 @@ export const exportChain = (chain: Chain<{ readonly r: number }>): Effect.Effect
         }
         parts.push(update)
       }
-      // The link in training is not merged yet; it counts unless merged already.
-      if (!layer.merged) {
-        const { a, b } = adapter.factors()
-        parts.push({ rank: a.shape[0], a: yield* hostFactors(a), b: yield* hostFactors(b) })
-      }
+      // The current link is part of the update whether or not it is merged into W yet.
+      const { a, b } = adapter.factors()
+      parts.push({ rank: a.shape[0], a: yield* readHost(a), b: yield* readHost(b) })
       updates.push(concatenate(layer.name, layer.outFeatures, layer.inFeatures, parts))
     }
     const rank = updates[0]?.rank ?? 0
@@ -97,7 +95,11 @@ export interface CompressedUpdate {
   readonly relativeError: number
 }
 
-/** Best rank-`rank` approximation of one update (Eckart-Young), with the error it introduces. */
+/**
+ * Best rank-`rank` approximation of one update (Eckart-Young), with the error it introduces. A layer
+ * whose update has fewer than `rank` singular values gets zero columns, so every layer of a
+ * compressed chain has the same rank (one PEFT `r`) and stays exact.
+ */
 export const compressUpdate = (update: LowRankUpdate, rank: number): CompressedUpdate => {
   const { outFeatures: out, inFeatures: inF, rank: R } = update
   let left: Matrix
@@ -122,15 +124,15 @@ export const compressUpdate = (update: LowRankUpdate, rank: number): CompressedU
   const total = sigma.reduce((sum, s) => sum + s * s, 0)
   const dropped = sigma.slice(k).reduce((sum, s) => sum + s * s, 0)
   // Split each singular value evenly between the factors: b = U_k sqrt(S_k), a = sqrt(S_k) V_k^T.
-  const b = new Float32Array(out * k)
-  const a = new Float32Array(k * inF)
+  const b = new Float32Array(out * rank)
+  const a = new Float32Array(rank * inF)
   for (let j = 0; j < k; j++) {
     const root = Math.sqrt(sigma[j]!)
-    for (let row = 0; row < out; row++) b[row * k + j] = left.get(row, j) * root
+    for (let row = 0; row < out; row++) b[row * rank + j] = left.get(row, j) * root
     for (let col = 0; col < inF; col++) a[j * inF + col] = right.get(col, j) * root
   }
   return {
-    update: { ...update, rank: k, a, b },
+    update: { ...update, rank, a, b },
     singularValues: sigma,
     relativeError: total === 0 ? 0 : Math.sqrt(dropped / total)
   }
@@ -155,7 +157,7 @@ export const compressChain = (lora: ChainLora, rank: number): CompressedChain =>
     return result
   })
   return {
-    lora: { rank: Math.min(rank, lora.rank), updates: results.map((result) => result.update) },
+    lora: { rank, updates: results.map((result) => result.update) },
     relativeError: total === 0 ? 0 : Math.sqrt(dropped / total),
     layers: results.map((result) => ({ moduleName: result.update.moduleName, relativeError: result.relativeError }))
   }

@@ -31,16 +31,31 @@ export interface Adapter {
    * output x W^T + b for the same rows. Called only while the adapter is enabled and unmerged.
    */
   forward(x: tf.Tensor2D, base: tf.Tensor2D, layer: LinearTarget, training: boolean): tf.Tensor2D
-  /** The weight update this adapter stands for, [out, in] float32: merging sets W <- W + delta. */
+  /**
+   * The weight update this adapter stands for, [out, in] float32: merging sets W <- W + delta.
+   * Returns a new tensor the caller owns (and disposes).
+   */
   delta(layer: LinearTarget): tf.Tensor2D
   /**
+   * True when `delta` depends on the current base weight (DoRA-like variants): `Linear` then keeps
+   * the merged delta so `unmerge` subtracts exactly what `merge` added.
+   */
+  readonly deltaDependsOnWeight?: boolean
+  /**
    * Low-rank factors with `delta = b a` (b [out, k], a [k, in]), when the variant has them. The COLA
-   * chain uses them to export a whole chain as one LoRA by exact concatenation.
+   * chain uses them to export a whole chain as one LoRA by exact concatenation. New tensors the
+   * caller owns.
    */
   factors?(): { readonly a: tf.Tensor2D; readonly b: tf.Tensor2D }
+  /**
+   * Random-stream position (dropout), so a resumed run draws the same masks; restored with
+   * `setRandomState`. Omit when the variant draws no random numbers after initialisation.
+   */
+  randomState?(): ReadonlyArray<number>
+  setRandomState?(state: ReadonlyArray<number>): void
   /** Re-draws the adapter's initialisation in place (a new COLA link), from `seed`. */
   reinitialize(seed: number): void
-  /** Tensors keyed by their suffix in a PEFT state dict (`lora_A.weight`); copies the caller owns. */
+  /** Tensors keyed by their suffix in a PEFT state dict (`lora_A.weight`); new tensors the caller owns. */
   stateDict(): Record<string, tf.Tensor>
   /** Loads tensors keyed like `stateDict`; throws `ShapeMismatch`/`InvalidCheckpoint` on bad input. */
   loadStateDict(tensors: Readonly<Record<string, tf.Tensor>>): void

@@ -20,7 +20,9 @@ export class AdapterSet {
   private constructor(
     readonly variant: string,
     /** The adapted layers, in module order. */
-    readonly layers: ReadonlyArray<Linear>
+    readonly layers: ReadonlyArray<Linear>,
+    /** The `targetModules` the adapters were injected with (what a saved config must say). */
+    readonly targetModules: TargetModules
   ) {}
 
   /** Creates an adapter on every layer selected by `targetModules` (PEFT semantics). */
@@ -39,7 +41,7 @@ export class AdapterSet {
       layer.adapterEnabled = true
       layer.merged = false
     })
-    return new AdapterSet(variant.name, layers)
+    return new AdapterSet(variant.name, layers, options.targetModules)
   }
 
   /** All trainable adapter parameters, in module order. */
@@ -72,12 +74,29 @@ export class AdapterSet {
     for (const layer of this.layers) layer.adapterEnabled = false
   }
 
+  /** Each adapter's random-stream position (dropout), by module name; see `Adapter.randomState`. */
+  randomState(): Record<string, ReadonlyArray<number>> {
+    const out: Record<string, ReadonlyArray<number>> = {}
+    for (const layer of this.layers) {
+      const state = layer.adapter!.randomState?.()
+      if (state !== undefined) out[layer.name] = state
+    }
+    return out
+  }
+
+  setRandomState(state: Readonly<Record<string, ReadonlyArray<number>>>): void {
+    for (const layer of this.layers) {
+      const entry = state[layer.name]
+      if (entry !== undefined) layer.adapter!.setRandomState?.(entry)
+    }
+  }
+
   /** Removes the adapters, leaving the base weights as they are now (merged adapters stay merged). */
   remove(): void {
     for (const layer of this.layers) {
       layer.adapter?.dispose()
       layer.adapter = undefined
-      layer.merged = false
+      layer.keepMerged()
     }
   }
 }

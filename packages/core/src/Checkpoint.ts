@@ -9,7 +9,9 @@
  * state, and `trainer_state.json` with the step.
  */
 import { Effect, Option } from "effect"
-import { FileError, InvalidCheckpoint } from "./Errors.js"
+import type * as tf from "@tensorflow/tfjs-core"
+import { readFileBytes } from "./AtomicFile.js"
+import { attempt, FileError, InvalidCheckpoint, type ThrownError } from "./Errors.js"
 import type { Optimizer } from "./Optimizer.js"
 import * as Safetensors from "./Safetensors.js"
 
@@ -72,9 +74,10 @@ export const writeCheckpoint = (
       catch: fileError(finalDir, "write")
     })
     yield* write.pipe(Effect.tapError(() => Effect.promise(() => fs.rm(tempDir, { recursive: true, force: true }))))
+    // Keep the new checkpoint and the newest `keep - 1` others (never delete what was just written).
     const keep = Math.max(1, options.keep ?? 2)
-    const steps = yield* listCheckpoints(root)
-    for (const old of steps.slice(0, Math.max(0, steps.length - keep))) {
+    const others = (yield* listCheckpoints(root)).filter((checkpoint) => checkpoint.dir !== finalDir)
+    for (const old of others.slice(0, Math.max(0, others.length - (keep - 1)))) {
       yield* Effect.promise(() => fs.rm(old.dir, { recursive: true, force: true }))
     }
     return finalDir
@@ -101,13 +104,7 @@ export const latestCheckpoint = (root: string): Effect.Effect<Option.Option<{ re
   Effect.map(listCheckpoints(root), (all) => Option.fromNullable(all.at(-1)))
 
 /** Reads one file of a checkpoint. */
-export const readCheckpointFile = (dir: string, name: string): Effect.Effect<Uint8Array, FileError> =>
-  Effect.gen(function* () {
-    const { fs, path } = yield* node(dir, "read")
-    const file = path.join(dir, name)
-    const bytes = yield* Effect.tryPromise({ try: () => fs.readFile(file), catch: fileError(file, "read") })
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  })
+export const readCheckpointFile = (dir: string, name: string): Effect.Effect<Uint8Array, FileError> => readFileBytes(`${dir}/${name}`)
 
 /** Reads and checks `trainer_state.json`. */
 export const readTrainerState = (dir: string): Effect.Effect<TrainerState, FileError | InvalidCheckpoint> =>
@@ -138,16 +135,17 @@ export const optimizerStateFile = (optimizer: Optimizer): Uint8Array => {
 export const restoreOptimizer = (
   dir: string,
   optimizer: Optimizer
-): Effect.Effect<void, FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint> =>
+): Effect.Effect<void, FileError | Safetensors.InvalidSafetensors | ThrownError> =>
   Effect.gen(function* () {
     const file = `${dir}/${OPTIMIZER_STATE_FILE}`
     const decoded = yield* Safetensors.decode(yield* readCheckpointFile(dir, OPTIMIZER_STATE_FILE), file)
     if (decoded.metadata.optimizer !== undefined && decoded.metadata.optimizer !== optimizer.name) {
       return yield* new InvalidCheckpoint({ path: file, reason: `saved by '${decoded.metadata.optimizer}', restoring into '${optimizer.name}'` })
     }
-    const tensors = Object.fromEntries(decoded.tensors.map((view) => [view.name, Safetensors.toTensor(view)]))
-    yield* Effect.try({
-      try: () => optimizer.loadStateDict(tensors),
-      catch: (error) => (error instanceof InvalidCheckpoint ? error : new InvalidCheckpoint({ path: file, reason: error instanceof Error ? error.message : String(error) }))
-    }).pipe(Effect.ensuring(Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))))
+    const tensors: Record<string, tf.Tensor> = {}
+    const release = Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
+    yield* Effect.gen(function* () {
+      for (const view of decoded.tensors) tensors[view.name] = yield* Effect.try({ try: () => Safetensors.toTensor(view), catch: (error) => error as Safetensors.InvalidSafetensors })
+      yield* attempt(() => optimizer.loadStateDict(tensors))
+    }).pipe(Effect.ensuring(release))
   })

@@ -3,7 +3,7 @@
  * Effect's error channel and a plain `Error` that synchronous tfjs code may throw; boundaries
  * (`Effect.try`) turn throws back into typed failures.
  */
-import { Data } from "effect"
+import { Data, Effect } from "effect"
 
 /** A config value failed to decode; `field` is the dotted path of the offending key. */
 export class ConfigError extends Data.TaggedError("ConfigError")<{
@@ -68,3 +68,20 @@ export class FileError extends Data.TaggedError("FileError")<{
     return `cannot ${this.operation} ${this.path}: ${this.reason}`
   }
 }
+
+/** The typed errors synchronous peftkit code may throw (from tfjs math, configs, checkpoints). */
+export type ThrownError = ConfigError | ShapeMismatch | InvalidCheckpoint
+
+/**
+ * Runs synchronous code that may throw peftkit's typed errors: those become typed failures, any
+ * other exception stays a defect (a bug), so `catchTag` sees exactly what it should.
+ */
+export const attempt = <A>(run: () => A): Effect.Effect<A, ThrownError> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(run())
+    } catch (error) {
+      if (error instanceof ConfigError || error instanceof ShapeMismatch || error instanceof InvalidCheckpoint) return Effect.fail(error)
+      return Effect.die(error)
+    }
+  })

@@ -17,6 +17,8 @@ export class Linear implements LinearTarget {
   adapterEnabled = true
   /** True while the adapter's delta is folded into `weight`. */
   merged = false
+  /** The delta added by `merge`, kept only for variants whose delta depends on W. */
+  private mergedDelta: tf.Tensor2D | undefined = undefined
 
   constructor(
     readonly name: string,
@@ -55,8 +57,8 @@ export class Linear implements LinearTarget {
       }
       const leading = x.shape.slice(0, -1)
       const x2 = (x.rank === 2 ? x : tf.reshape(x, [-1, this.inFeatures])) as tf.Tensor2D
-      let y: tf.Tensor2D = tf.matMul(x2, this.weight, false, true)
-      if (this.bias !== undefined) y = tf.add(y, this.bias)
+      // One fused kernel for x W^T + b where the backend has it.
+      let y = tf.fused.matMul({ a: x2, b: this.weight, transposeB: true, ...(this.bias === undefined ? {} : { bias: this.bias }) }) as tf.Tensor2D
       if (this.adapterActive) y = this.adapter!.forward(x2, y, this, training)
       return x.rank === 2 ? y : tf.reshape(y, [...leading, this.outFeatures])
     })
@@ -65,20 +67,35 @@ export class Linear implements LinearTarget {
   /** W <- W + delta, computed and added in float32. No-op when already merged or without adapter. */
   merge(): void {
     if (this.adapter === undefined || this.merged) return
-    const adapter = this.adapter
+    const delta = this.adapter.delta(this)
+    if (!tf.util.arraysEqual(delta.shape, this.weight.shape)) {
+      delta.dispose()
+      throw new ShapeMismatch({ what: `delta of ${this.name}`, expected: this.weight.shape, actual: delta.shape })
+    }
     tf.tidy(() => {
-      this.weight.assign(tf.add(this.weight, adapter.delta(this)))
+      this.weight.assign(tf.add(this.weight, delta))
     })
+    if (this.adapter.deltaDependsOnWeight === true) this.mergedDelta = delta
+    else delta.dispose()
     this.merged = true
   }
 
   /** W <- W - delta: undoes `merge` (exact up to float32 rounding of the add/subtract pair). */
   unmerge(): void {
     if (this.adapter === undefined || !this.merged) return
-    const adapter = this.adapter
+    const delta = this.mergedDelta ?? this.adapter.delta(this)
     tf.tidy(() => {
-      this.weight.assign(tf.sub(this.weight, adapter.delta(this)))
+      this.weight.assign(tf.sub(this.weight, delta))
     })
+    delta.dispose()
+    this.mergedDelta = undefined
+    this.merged = false
+  }
+
+  /** Marks the adapter as not merged without touching W (a COLA knot keeps the merge, starts a fresh link). */
+  keepMerged(): void {
+    this.mergedDelta?.dispose()
+    this.mergedDelta = undefined
     this.merged = false
   }
 
@@ -91,6 +108,7 @@ export class Linear implements LinearTarget {
 
   /** Frees the layer's variables and its adapter. */
   dispose(): void {
+    this.mergedDelta?.dispose()
     this.adapter?.dispose()
     this.adapter = undefined
     this.weight.dispose()

@@ -9,7 +9,7 @@ import { FileError } from "./Errors.js"
 export type MetricsRecord = Readonly<Record<string, string | number | boolean | null>>
 
 export interface MetricsLogShape {
-  readonly write: (record: MetricsRecord) => Effect.Effect<void>
+  readonly write: (record: MetricsRecord) => Effect.Effect<void, FileError>
 }
 
 export class MetricsLog extends Context.Tag("@peftkit/core/MetricsLog")<MetricsLog, MetricsLogShape>() {
@@ -40,7 +40,11 @@ export class MetricsLog extends Context.Tag("@peftkit/core/MetricsLog")<MetricsL
         )
         return {
           // Synchronous appends: a crash loses at most the line being written.
-          write: (record) => Effect.sync(() => void fs.writeSync(fd, `${JSON.stringify(record)}\n`))
+          write: (record) =>
+            Effect.try({
+              try: () => void fs.writeSync(fd, `${JSON.stringify(record)}\n`),
+              catch: (error) => new FileError({ path, operation: "write", reason: String((error as Error).message ?? error) })
+            })
         }
       })
     )

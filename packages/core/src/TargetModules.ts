@@ -4,9 +4,13 @@
  * - a list matches a name exactly, or as a dotted suffix (`"q_proj"` matches `model.layers.0.self_attn.q_proj`);
  * - `"all-linear"` is every linear layer except the output head.
  */
+import { Schema } from "effect"
 import { ConfigError } from "./Errors.js"
 
 export type TargetModules = string | ReadonlyArray<string>
+
+/** Schema of a `targetModules` config value. */
+export const TargetModulesSchema = Schema.Union(Schema.String, Schema.Array(Schema.String))
 
 export const ALL_LINEAR = "all-linear"
 

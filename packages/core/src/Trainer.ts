@@ -9,9 +9,10 @@
  * before anything is written to disk, and fail the program with `NonFiniteLoss`.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import { measurePeakBytes } from "./Backend.js"
-import { NonFiniteLoss } from "./Errors.js"
+import { decodeConfig, NonNegativeInt, PositiveInt } from "./Config.js"
+import { attempt, ConfigError, type FileError, NonFiniteLoss, type ThrownError } from "./Errors.js"
 import { clipByGlobalNorm } from "./GradientClipping.js"
 import { MetricsLog } from "./MetricsLog.js"
 import type { Optimizer } from "./Optimizer.js"
@@ -20,11 +21,11 @@ import { ProgressReporter } from "./Progress.js"
 import type { Schedule } from "./Schedule.js"
 
 /** Extension points run around each step; the COLA chain's knots are a hook. */
-export interface TrainingHook {
+export interface TrainingHook<E = never, R = never> {
   /** Runs before step `step` (0-based, absolute); may merge, re-initialise, reset the optimizer. */
-  readonly beforeStep?: (step: number) => Effect.Effect<void>
+  readonly beforeStep?: (step: number) => Effect.Effect<void, E, R>
   /** Runs once after the last step. */
-  readonly afterTraining?: (lastStep: number) => Effect.Effect<void>
+  readonly afterTraining?: (lastStep: number) => Effect.Effect<void, E, R>
 }
 
 export interface TrainOptions<Batch, E = never, R = never> {
@@ -52,7 +53,7 @@ export interface TrainOptions<Batch, E = never, R = never> {
   /** Checkpoint every K steps and after the last step (off when undefined). */
   readonly checkpointEvery?: number
   readonly checkpoint?: (step: number) => Effect.Effect<void, E, R>
-  readonly hooks?: ReadonlyArray<TrainingHook>
+  readonly hooks?: ReadonlyArray<TrainingHook<E, R>>
   /** Measure the step's peak bytes (tf.profile, which syncs every kernel) every N steps; default 50. */
   readonly profileEvery?: number
 }
@@ -69,6 +70,27 @@ export interface TrainingResult {
   /** Engine bytes when training started: `peakBytes - startBytes` is what training itself adds. */
   readonly startBytes: number
 }
+
+// The loop's numeric options, checked before anything runs: a typo'd 0 must not silently disable eval.
+const LoopOptions = Schema.Struct({
+  steps: PositiveInt,
+  startStep: Schema.optional(NonNegativeInt),
+  reportEvery: Schema.optional(PositiveInt),
+  evalEvery: Schema.optional(PositiveInt),
+  checkpointEvery: Schema.optional(PositiveInt),
+  profileEvery: Schema.optional(NonNegativeInt),
+  clipNorm: Schema.optional(Schema.Number.pipe(Schema.positive({ message: () => "must be a positive number" }), Schema.finite()))
+})
+
+const validate = (options: TrainOptions<unknown, unknown, unknown>): Effect.Effect<void, ConfigError> =>
+  Effect.gen(function* () {
+    const { steps, startStep, reportEvery, evalEvery, checkpointEvery, profileEvery, clipNorm } = options
+    const picked = Object.fromEntries(
+      Object.entries({ steps, startStep, reportEvery, evalEvery, checkpointEvery, profileEvery, clipNorm }).filter(([, value]) => value !== undefined)
+    )
+    yield* decodeConfig(LoopOptions, picked, "train")
+    if ((startStep ?? 0) > steps) yield* new ConfigError({ field: "train.startStep", reason: `must not exceed steps (${steps})` })
+  })
 
 /** Maps tfjs variable names (process-unique) to parameter names, rebuilt when the groups change. */
 const parameterIndex = (optimizer: Optimizer) => {
@@ -99,19 +121,27 @@ export const trainStep = <Batch>(
   tf.tidy(() => {
     const batch = options.batch(step)
     const { value, grads } = tf.variableGrads(() => options.loss(batch, true), [...parameters.variables])
+    // Frozen (trainable = false) variables get no gradient: they are simply not updated.
     let named: NamedGradients = Object.fromEntries(
-      Object.entries(grads).map(([variableName, grad]) => [parameters.names.get(variableName) ?? variableName, grad])
+      Object.entries(grads)
+        .filter((entry): entry is [string, tf.Tensor] => entry[1] !== null)
+        .map(([variableName, grad]) => [parameters.names.get(variableName) ?? variableName, grad])
     )
     if (options.clipNorm !== undefined) named = clipByGlobalNorm(named, options.clipNorm).grads
     options.optimizer.step(named, learningRate)
     return value
   })
 
-/** Runs the loop. Requires a `ProgressReporter` and a `MetricsLog`. */
+/**
+ * Runs the loop. Requires a `ProgressReporter` and a `MetricsLog`. Fails with `ConfigError` on bad
+ * options (before any step), `NonFiniteLoss`, the typed errors a step throws (`ShapeMismatch`, ...),
+ * a metrics-file `FileError`, or what the hooks, `evaluate` and `checkpoint` fail with.
+ */
 export const train = <Batch, E = never, R = never>(
   options: TrainOptions<Batch, E, R>
-): Effect.Effect<TrainingResult, E | NonFiniteLoss, R | ProgressReporter | MetricsLog> =>
+): Effect.Effect<TrainingResult, E | NonFiniteLoss | ThrownError | FileError, R | ProgressReporter | MetricsLog> =>
   Effect.gen(function* () {
+    yield* validate(options as TrainOptions<unknown, unknown, unknown>)
     const progress = yield* ProgressReporter
     const metrics = yield* MetricsLog
     const label = options.label ?? "train"
@@ -168,11 +198,15 @@ export const train = <Batch, E = never, R = never>(
         const profiled = profileEvery > 0 && (step - startStep) % profileEvery === 0
         let loss: tf.Scalar
         if (profiled) {
-          const measured = yield* Effect.promise(() => measurePeakBytes(() => trainStep(options, step, learningRate, params)))
+          const measured = yield* Effect.tryPromise({
+            try: () => measurePeakBytes(() => trainStep(options, step, learningRate, params)),
+            catch: (error) => error
+            // Same error split as the unprofiled path: typed errors fail, anything else is a defect.
+          }).pipe(Effect.catchAll((error) => attempt(() => { throw error })))
           peakBytes = Math.max(peakBytes, measured.peakBytes)
           loss = measured.result
         } else {
-          loss = trainStep(options, step, learningRate, params)
+          loss = yield* attempt(() => trainStep(options, step, learningRate, params))
         }
         pending.push({ step, loss, learningRate })
         const batchTokens = options.tokensPerBatch?.(step) ?? 0

@@ -4,8 +4,9 @@
  */
 import {
   AdapterSet,
+  type ConfigError,
   type FileError,
-  type InvalidCheckpoint,
+  type ThrownError,
   type MetricsLog,
   makeSchedule,
   type NonFiniteLoss,
@@ -78,13 +79,13 @@ export const adapt = (
   data: { readonly train: Dataset; readonly valid: Dataset },
   settings: AdaptSettings,
   outDir: string
-): Effect.Effect<MethodResult, NonFiniteLoss | FileError | InvalidCheckpoint, ProgressReporter | MetricsLog> =>
+): Effect.Effect<MethodResult, NonFiniteLoss | FileError | ThrownError, ProgressReporter | MetricsLog> =>
   Effect.gen(function* () {
     const config = loraConfig({ r: settings.rank, alpha: settings.alpha, targetModules: "all-linear" })
     const optimizer = adamw([], { weightDecay: 0 })
     const peak = method === "full" ? settings.learningRate.full : settings.learningRate.lora
     const base = makeSchedule({ kind: "linear", peak, totalSteps: settings.steps, warmupSteps: Math.round(settings.steps * 0.05) })
-    let hooks: ReadonlyArray<TrainingHook> = []
+    let hooks: ReadonlyArray<TrainingHook<ConfigError>> = []
     let schedule = base
     let description: string
     let chain: Chain<typeof config> | undefined

@@ -36,8 +36,13 @@ export class LoraAdapter implements Adapter {
   ) {
     this.scale = loraScale(config)
     this.seed = seed
-    this.loraA = tf.variable(tf.tidy(() => initialA(config, inFeatures, seed)), true) as tf.Variable<tf.Rank.R2>
-    this.loraB = tf.variable(tf.zeros([outFeatures, config.r]), true) as tf.Variable<tf.Rank.R2>
+    // tf.variable takes its own reference to the data: free the initial tensors.
+    const a = initialA(config, inFeatures, seed)
+    const b = tf.zeros<tf.Rank.R2>([outFeatures, config.r])
+    this.loraA = tf.variable(a, true)
+    this.loraB = tf.variable(b, true)
+    a.dispose()
+    b.dispose()
     this.params = [
       { name: `${moduleName}.${A_KEY}`, variable: this.loraA },
       { name: `${moduleName}.${B_KEY}`, variable: this.loraB }
@@ -71,6 +76,15 @@ export class LoraAdapter implements Adapter {
   /** delta = (scale B) A: the scale is folded into b so factors concatenate across links. */
   factors(): { readonly a: tf.Tensor2D; readonly b: tf.Tensor2D } {
     return { a: this.loraA.clone(), b: tf.tidy(() => tf.mul(this.loraB, this.scale)) }
+  }
+
+  randomState(): ReadonlyArray<number> {
+    return [this.seed, this.dropoutCalls]
+  }
+
+  setRandomState(state: ReadonlyArray<number>): void {
+    this.seed = state[0] ?? this.seed
+    this.dropoutCalls = state[1] ?? 0
   }
 
   reinitialize(seed: number): void {
@@ -111,7 +125,7 @@ export class LoraAdapter implements Adapter {
   }
 }
 
-/** The LoRA variant; `config` is validated once per injection (unknown keys, negative rank, ...). */
+/** The LoRA variant. Decode user input with `loraConfig` first: `create` trusts its config. */
 export const lora: AdapterVariant<LoraConfig> = {
   name: "lora",
   create: (target, config, seed) => new LoraAdapter(target.name, config, target.inFeatures, target.outFeatures, seed)

@@ -2,13 +2,11 @@
  * LoRA configuration, decoded with Schema. Field names are camelCase here and snake_case in PEFT's
  * `adapter_config.json` (`PeftAdapter.ts` maps between them); defaults follow PEFT's `LoraConfig`.
  */
-import { FiniteNumber, PositiveInt, Probability } from "@peftkit/core"
+import { FiniteNumber, PositiveInt, Probability, TargetModulesSchema } from "@peftkit/core"
 import { Schema } from "effect"
 
 export const LoraInit = Schema.Literal("kaiming", "gaussian")
 export type LoraInit = typeof LoraInit.Type
-
-export const TargetModulesSchema = Schema.Union(Schema.String, Schema.Array(Schema.String))
 
 export const LoraConfig = Schema.Struct({
   /** Rank of the update. */

@@ -9,6 +9,7 @@
  */
 import {
   AdapterSet,
+  attempt,
   ConfigError,
   decodeConfig,
   type AdaptableModel,
@@ -71,8 +72,17 @@ const PeftLoraJson = Schema.Struct({
   use_dora: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   fan_in_fan_out: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   bias: Schema.optionalWith(Schema.String, { default: () => "none" }),
-  init_lora_weights: Schema.optional(Schema.Unknown)
+  init_lora_weights: Schema.optional(Schema.Unknown),
+  rank_pattern: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.Unknown }))),
+  alpha_pattern: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.Unknown }))),
+  layers_to_transform: Schema.optional(Schema.Unknown),
+  modules_to_save: Schema.optional(Schema.Unknown)
 })
+
+const isSet = (value: unknown) => value !== undefined && value !== null && !(typeof value === "object" && Object.keys(value).length === 0)
+
+// PEFT inits that rewrite the base weights: the adapter is only valid on that modified base.
+const BASE_MODIFYING_INIT = /^(pissa|olora|corda|loftq)/
 
 /** Decodes PEFT JSON into our LoraConfig (unknown keys ignored; unsupported features are errors). */
 export const fromPeftConfig = (json: unknown): Effect.Effect<LoraConfig, ConfigError> =>
@@ -81,6 +91,13 @@ export const fromPeftConfig = (json: unknown): Effect.Effect<LoraConfig, ConfigE
     if (peft.use_dora) return yield* new ConfigError({ field: "adapter_config.use_dora", reason: "DoRA adapters are not supported yet" })
     if (peft.fan_in_fan_out) return yield* new ConfigError({ field: "adapter_config.fan_in_fan_out", reason: "Conv1D (fan_in_fan_out) layers are not supported" })
     if (peft.bias !== "none") return yield* new ConfigError({ field: "adapter_config.bias", reason: `bias '${peft.bias}' is not supported (only 'none')` })
+    // Silently ignoring these would load an adapter that computes something else than in PEFT.
+    for (const field of ["rank_pattern", "alpha_pattern", "layers_to_transform", "modules_to_save"] as const) {
+      if (isSet(peft[field])) return yield* new ConfigError({ field: `adapter_config.${field}`, reason: "is not supported yet (must be empty)" })
+    }
+    if (typeof peft.init_lora_weights === "string" && BASE_MODIFYING_INIT.test(peft.init_lora_weights)) {
+      return yield* new ConfigError({ field: "adapter_config.init_lora_weights", reason: `'${peft.init_lora_weights}' adapters need the correspondingly modified base model; not supported` })
+    }
     return yield* decodeConfig(
       LoraConfig,
       {
@@ -136,7 +153,10 @@ export const savePeftLora = (
     yield* writeFileAtomic(joinPath(dir, ADAPTER_CONFIG_FILE), files[ADAPTER_CONFIG_FILE])
   })
 
-/** Saves the adapters of `adapters` (a LoRA `AdapterSet`) in PEFT layout. */
+/**
+ * Saves the adapters of `adapters` (a LoRA `AdapterSet`) in PEFT layout. `target_modules` is what
+ * the adapters were injected with, so PEFT adapts exactly the same modules.
+ */
 export const saveAdapter = (
   dir: string,
   adapters: AdapterSet,
@@ -145,7 +165,7 @@ export const saveAdapter = (
 ): Effect.Effect<void, FileError> =>
   Effect.acquireUseRelease(
     Effect.sync(() => adapters.stateDict()),
-    (tensors) => savePeftLora(dir, config, tensors, options),
+    (tensors) => savePeftLora(dir, { ...config, targetModules: adapters.targetModules }, tensors, options),
     (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
   )
 
@@ -184,8 +204,7 @@ const loadInto = (
   tensors: ReadonlyMap<string, Record<string, Safetensors.TensorView>>,
   weightsPath: string
 ): Effect.Effect<void, LoadAdapterError> =>
-  Effect.try({
-    try: () => {
+  attempt(() => {
       for (const layer of adapters.layers) {
         const views = tensors.get(layer.name)
         if (views === undefined) throw new InvalidCheckpoint({ path: weightsPath, tensor: `${layer.name}.lora_A.weight`, reason: "missing" })
@@ -196,8 +215,6 @@ const loadInto = (
           Object.values(loadedTensors).forEach((tensor) => tensor.dispose())
         }
       }
-    },
-    catch: (error) => error as LoadAdapterError
   })
 
 /**
@@ -217,7 +234,9 @@ export const loadAdapter = (
       if (!known.has(moduleName)) return yield* new InvalidCheckpoint({ path: weightsPath, tensor: `${moduleName}.lora_A.weight`, reason: `the model has no linear layer '${moduleName}'` })
     }
     if (tensors.size === 0) return yield* new InvalidCheckpoint({ path: weightsPath, reason: "no LoRA tensors" })
-    const adapters = AdapterSet.inject(model, lora, config, { targetModules: [...tensors.keys()], seed: 0 })
+    // Exactly the modules in the file (a list would also match dotted suffixes).
+    const exactly = [...tensors.keys()].map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|")
+    const adapters = AdapterSet.inject(model, lora, config, { targetModules: exactly, seed: 0 })
     yield* loadInto(adapters, tensors, weightsPath).pipe(Effect.tapError(() => Effect.sync(() => adapters.remove())))
     return { adapters, config }
   })
