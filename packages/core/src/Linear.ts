@@ -57,8 +57,9 @@ export class Linear implements LinearTarget {
       }
       const leading = x.shape.slice(0, -1)
       const x2 = (x.rank === 2 ? x : tf.reshape(x, [-1, this.inFeatures])) as tf.Tensor2D
-      // One fused kernel for x W^T + b where the backend has it.
-      let y = tf.fused.matMul({ a: x2, b: this.weight, transposeB: true, ...(this.bias === undefined ? {} : { bias: this.bias }) }) as tf.Tensor2D
+      // Not tf.fused.matMul: tfjs-backend-wasm 4.22 computes transposeB + bias wrong (see backend-cpu's tests).
+      let y: tf.Tensor2D = tf.matMul(x2, this.weight, false, true)
+      if (this.bias !== undefined) y = tf.add(y, this.bias)
       if (this.adapterActive) y = this.adapter!.forward(x2, y, this, training)
       return x.rank === 2 ? y : tf.reshape(y, [...leading, this.outFeatures])
     })

@@ -9,7 +9,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import {
+  ConfigError,
+  Linear,
   makeSchedule,
+  ShapeMismatch,
   MetricsLog,
   type MetricsRecord,
   NonFiniteLoss,
@@ -139,5 +142,46 @@ describe("training loop", () => {
     )
     const moved = Math.sqrt(tf.sum(tf.square(tf.sub(w, before))).dataSync()[0]!)
     expect(moved).toBeCloseTo(0.1, 5)
+  })
+
+  it("frozen parameters (FFA-LoRA: lora_A frozen) get no gradient and are left alone", async () => {
+    const { params, batch, loss } = problem()
+    const frozen = tf.variable(tf.randomNormal([4, 4], 0, 1, "float32", 5), false)
+    const before = Array.from(frozen.dataSync())
+    const optimizer = adamw([{ params: [...params, { name: "frozen", variable: frozen }] }])
+    const withFrozen = (b: { x: tf.Tensor; y: tf.Tensor }) => tf.add(loss(b), tf.sum(frozen)) as tf.Scalar
+    await Effect.runPromise(train({ loss: withFrozen, batch, optimizer, steps: 3, learningRate: schedule, clipNorm: 1 }).pipe(Effect.provide(silent)))
+    expect(Array.from(frozen.dataSync())).toEqual(before)
+  })
+
+  it("bad loop options are a ConfigError naming the field, before any step runs", async () => {
+    const { params, batch, loss } = problem()
+    const optimizer = sgd([{ params }])
+    let ran = 0
+    const counted = (b: { x: tf.Tensor; y: tf.Tensor }) => (ran++, loss(b))
+    for (const [patch, field] of [
+      [{ evalEvery: 0 }, "train.evalEvery"],
+      [{ reportEvery: 0.5 }, "train.reportEvery"],
+      [{ clipNorm: -1 }, "train.clipNorm"],
+      [{ steps: 0 }, "train.steps"],
+      [{ startStep: 12 }, "train.startStep"]
+    ] as const) {
+      const error = await Effect.runPromise(Effect.flip(train({ loss: counted, batch, optimizer, steps: 10, learningRate: schedule, ...patch }).pipe(Effect.provide(silent))))
+      expect(error).toBeInstanceOf(ConfigError)
+      expect((error as ConfigError).field).toBe(field)
+    }
+    expect(ran).toBe(0)
+  })
+
+  it("a typed error thrown inside a step (a shape mismatch) arrives typed, not as a defect, and frees the step's tensors", async () => {
+    const { params, batch } = problem()
+    const optimizer = adamw([{ params }])
+    const layer = new Linear("fc", tf.zeros([3, 5]))
+    const before = tf.memory().numTensors
+    const error = await Effect.runPromise(
+      Effect.flip(train({ loss: (b: { x: tf.Tensor }) => tf.sum(layer.apply(b.x)) as tf.Scalar, batch, optimizer, steps: 2, learningRate: schedule }).pipe(Effect.provide(silent)))
+    )
+    expect(error).toBeInstanceOf(ShapeMismatch)
+    expect(tf.memory().numTensors).toBe(before)
   })
 })
