@@ -62,6 +62,7 @@ const program = (options: Options) =>
       label: "pretrain A",
       loss: (batch: { x: tf.Tensor2D; targets: tf.Tensor2D }, training) => klDivergence(pretrained.forward(batch.x, training), batch.targets),
       batch: (step) => batchFor(tasks.taskA.train, 128, step, options.seed),
+      tokensPerBatch: () => 128,
       optimizer: pretrainOptimizer,
       steps: pretrainSteps,
       learningRate: makeSchedule({ kind: "cosine", peak: 3e-3, totalSteps: pretrainSteps, warmupSteps: 40 }),
