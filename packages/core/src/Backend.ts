@@ -338,6 +338,10 @@ const selectAuto = (
     )
   })
 
+/** Whether `value` names a backend (or "auto"); CLI flags and config files arrive as plain strings. */
+export const isBackendChoice = (value: unknown): value is BackendChoice =>
+  value === "auto" || (typeof value === "string" && Object.prototype.hasOwnProperty.call(backendCatalog, value))
+
 /**
  * Selects, loads and activates a backend; the Effect form of {@link Backend.layer} for callers
  * without a Layer. With `providers` omitted, the backend packages are found by dynamic import.
@@ -346,7 +350,15 @@ export const selectBackend = (
   choice: BackendChoice,
   providers?: ReadonlyArray<BackendProvider>
 ): Effect.Effect<BackendService, BackendUnavailable> =>
-  choice === "auto"
+  !isBackendChoice(choice)
+    ? Effect.fail(
+        new BackendUnavailable({
+          backend: String(choice),
+          reason: "not a backend name",
+          install: `Choose one of: auto, ${autoOrder.join(", ")}.`
+        })
+      )
+    : choice === "auto"
     ? selectAuto(providers)
     : Effect.map(loadByName(choice, providers), (info) =>
         makeService(info, choice, `requested ${choice}; loaded ${describe(info)}`)

@@ -21,8 +21,11 @@ export class MetricsLog extends Context.Tag("@peftkit/core/MetricsLog")<MetricsL
     return Layer.succeed(MetricsLog, { write: (record) => Effect.sync(() => void sink.push(record)) })
   }
 
-  /** Appends JSON lines to `path` (created with its directory), flushed line by line, closed with the scope. */
-  static jsonl(path: string): Layer.Layer<MetricsLog, FileError> {
+  /**
+   * Writes JSON lines to `path` (created with its directory), flushed line by line, closed with the
+   * scope. Appends by default (a resumed run continues its log); `{ append: false }` starts afresh.
+   */
+  static jsonl(path: string, options: { readonly append?: boolean } = {}): Layer.Layer<MetricsLog, FileError> {
     return Layer.scoped(
       MetricsLog,
       Effect.gen(function* () {
@@ -32,7 +35,7 @@ export class MetricsLog extends Context.Tag("@peftkit/core/MetricsLog")<MetricsL
           Effect.try({
             try: () => {
               fs.mkdirSync(pathModule.dirname(path), { recursive: true })
-              return fs.openSync(path, "a")
+              return fs.openSync(path, options.append === false ? "w" : "a")
             },
             catch: (error) => new FileError({ path, operation: "write", reason: String((error as Error).message ?? error) })
           }),

@@ -2,8 +2,9 @@
  * The safetensors file format (https://github.com/huggingface/safetensors): an 8-byte little-endian
  * header length N, N bytes of UTF-8 JSON describing each tensor's dtype, shape and byte range, then
  * the raw little-endian row-major data. Decoding validates everything the reference (Rust)
- * implementation validates, so a file we accept is one PyTorch/HF accept, and vice versa for files
- * we write. tfjs has only float32/int32/bool, so `toTensor` widens F16/BF16 and narrows F64/I64.
+ * implementation validates, so files we write load in PyTorch/HF and malformed files are rejected
+ * as they are there. The FP8/FP4/FP6 and complex dtypes are not supported (rejected as
+ * `unknown-dtype`). tfjs has only float32/int32/bool, so `toTensor` widens F16/BF16 and narrows F64/I64.
  */
 import { Data, Effect } from "effect"
 import * as tf from "@tensorflow/tfjs-core"

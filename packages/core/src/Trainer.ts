@@ -24,8 +24,8 @@ import type { Schedule } from "./Schedule.js"
 export interface TrainingHook<E = never, R = never> {
   /** Runs before step `step` (0-based, absolute); may merge, re-initialise, reset the optimizer. */
   readonly beforeStep?: (step: number) => Effect.Effect<void, E, R>
-  /** Runs once after the last step. */
-  readonly afterTraining?: (lastStep: number) => Effect.Effect<void, E, R>
+  /** Runs once after the last step; receives the total number of steps run (`steps`). */
+  readonly afterTraining?: (steps: number) => Effect.Effect<void, E, R>
 }
 
 export interface TrainOptions<Batch, E = never, R = never> {

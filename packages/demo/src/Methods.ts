@@ -4,6 +4,7 @@
  */
 import {
   AdapterSet,
+  attempt,
   type ConfigError,
   type FileError,
   type ThrownError,
@@ -97,7 +98,7 @@ export const adapt = (
       optimizer.setParameters([{ params: adapters.parameters() }])
       description = `r=${settings.rank}`
     } else {
-      chain = Chain.make({ model, variant: lora, adapterConfig: config, chain: { totalSteps: settings.steps, links: settings.links, seed: settings.seed } })
+      chain = yield* attempt(() => Chain.make({ model, variant: lora, adapterConfig: config, chain: { totalSteps: settings.steps, links: settings.links, seed: settings.seed } }))
       chain.attach(optimizer)
       hooks = [chain.hook()]
       schedule = chain.schedule(base)

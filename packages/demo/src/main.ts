@@ -7,10 +7,10 @@
  *
  * Usage: peftkit-demo [--backend auto|wasm|cpu|webgpu|node|node-gpu] [--seed N] [--out DIR] [--steps N]
  */
-import { Backend, type BackendChoice, MetricsLog, ProgressReporter, makeSchedule, train, writeFileAtomic } from "@peftkit/core"
+import { Backend, type BackendChoice, isBackendChoice, MetricsLog, ProgressReporter, makeSchedule, train, writeFileAtomic } from "@peftkit/core"
 import { adamw } from "@peftkit/optimizers"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Layer } from "effect"
+import { Cause, Effect, Layer } from "effect"
 import { join, resolve } from "node:path"
 import { adapt, evaluate, type Method, type MethodResult } from "./Methods.js"
 import { Mlp } from "./Mlp.js"
@@ -24,7 +24,7 @@ interface Options {
   readonly steps: number
 }
 
-const usage = "usage: peftkit-demo [--backend auto|wasm|cpu|webgpu|node|node-gpu] [--seed N] [--out DIR] [--steps N]"
+const usage = "usage: peftkit-demo [--backend auto|wasm|cpu|webgpu|node|node-gpu] [--seed N] [--out DIR] [--steps N >= 10]"
 
 const parseArgs = (argv: ReadonlyArray<string>): Options => {
   const options = { backend: "auto" as BackendChoice, seed: 42, out: "reports/demo", steps: 1500 }
@@ -37,9 +37,9 @@ const parseArgs = (argv: ReadonlyArray<string>): Options => {
     }
     if (value === undefined) throw new Error(`${flag} needs a value\n${usage}`)
     i++
-    if (flag === "--backend") options.backend = value as BackendChoice
+    if (flag === "--backend" && isBackendChoice(value)) options.backend = value
     else if (flag === "--seed" && /^\d+$/.test(value)) options.seed = Number(value)
-    else if (flag === "--steps" && /^[1-9]\d*$/.test(value)) options.steps = Number(value)
+    else if (flag === "--steps" && /^\d+$/.test(value) && Number(value) >= 10) options.steps = Number(value)
     else if (flag === "--out") options.out = value
     else throw new Error(`bad flag or value: ${flag} ${value}\n${usage}`)
   }
@@ -114,11 +114,13 @@ const main = async () => {
     console.error(`error: ${(error as Error).message}`)
     process.exit(2)
   }
-  const layers = Layer.mergeAll(Backend.layer(options.backend), ProgressReporter.terminal(), MetricsLog.jsonl(join(resolve(options.out), "metrics.jsonl")))
+  const layers = Layer.mergeAll(Backend.layer(options.backend), ProgressReporter.terminal(), MetricsLog.jsonl(join(resolve(options.out), "metrics.jsonl"), { append: false }))
   const exit = await Effect.runPromiseExit(program(options).pipe(Effect.provide(layers)))
   if (exit._tag === "Failure") {
-    const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-    console.error(`error: ${failure instanceof Error ? failure.message : String(exit.cause)}`)
+    // One line for the user; the full cause only with PEFTKIT_VERBOSE=1.
+    const failure = Cause.squash(exit.cause)
+    console.error(`error: ${failure instanceof Error ? failure.message : String(failure)}`)
+    if (process.env.PEFTKIT_VERBOSE === "1") console.error(Cause.pretty(exit.cause))
     process.exit(1)
   }
 }
