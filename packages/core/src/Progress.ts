@@ -21,10 +21,18 @@ export interface EvalLine {
   readonly seconds: number
 }
 
+export interface Tick {
+  readonly step: number
+  readonly loss: number | undefined
+  readonly learningRate: number
+  /** Tokens processed so far in this run (0 when the task does not count them). */
+  readonly tokens: number
+}
+
 export interface ProgressReporterShape {
   readonly start: (label: string, totalSteps: number, startStep: number) => Effect.Effect<void>
-  /** Every step; must be cheap. `loss` is the most recent known train loss (reported losses lag). */
-  readonly tick: (step: number, lastLoss: number | undefined) => Effect.Effect<void>
+  /** Every step; must be cheap. `loss` is the most recent known train loss (losses are read back in batches, so it lags). */
+  readonly tick: (tick: Tick) => Effect.Effect<void>
   readonly report: (line: ReportLine) => Effect.Effect<void>
   readonly evaluation: (line: EvalLine) => Effect.Effect<void>
   readonly note: (message: string) => Effect.Effect<void>
@@ -97,15 +105,16 @@ const makeTerminalReporter = (stream: TerminalStream): ProgressReporterShape => 
     if (barVisible) stream.write("\r\x1b[2K")
     barVisible = false
   }
-  const draw = (step: number, loss: number | undefined) => {
-    const width = Math.max(10, Math.min(30, (stream.columns ?? 80) - 60))
+  const draw = ({ step, loss, learningRate, tokens }: Tick) => {
+    const width = Math.max(10, Math.min(30, (stream.columns ?? 100) - 90))
     const done = Math.round((width * step) / Math.max(1, total))
     const elapsed = (performance.now() - startedAt) / 1000
     const rate = (step - firstStep) / Math.max(elapsed, 1e-9)
     const eta = rate > 0 ? (total - step) / rate : 0
     const lossText = loss === undefined ? "" : ` loss ${loss.toFixed(4)}`
+    const tokensText = tokens > 0 ? ` ${formatRate(tokens / Math.max(elapsed, 1e-9))} tok/s` : ""
     stream.write(
-      `\r\x1b[2K${label} [${"#".repeat(done)}${"-".repeat(width - done)}] ${step}/${total}${lossText} ${rate.toFixed(1)} it/s eta ${eta.toFixed(0)}s`
+      `\r\x1b[2K${label} [${"#".repeat(done)}${"-".repeat(width - done)}] ${step}/${total}${lossText} lr ${learningRate.toExponential(2)} ${rate.toFixed(1)} it/s${tokensText} eta ${eta.toFixed(0)}s`
     )
     barVisible = true
   }
@@ -124,13 +133,13 @@ const makeTerminalReporter = (stream: TerminalStream): ProgressReporterShape => 
         startedAt = performance.now()
         lastDraw = 0
       }),
-    tick: (step, loss) =>
+    tick: (tick) =>
       Effect.sync(() => {
         if (!interactive) return
         const now = performance.now()
-        if (now - lastDraw < 100 && step < total) return
+        if (now - lastDraw < 100 && tick.step < total) return
         lastDraw = now
-        draw(step, loss)
+        draw(tick)
       }),
     report: (report) => line(`${label ? `[${label}] ` : ""}${formatReportLine(report)}`),
     evaluation: (evaluation) =>

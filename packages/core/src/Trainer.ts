@@ -214,7 +214,7 @@ export const train = <Batch, E = never, R = never>(
         windowTokens += batchTokens
         windowSteps += 1
         const done = step + 1
-        yield* progress.tick(done, lastLoss)
+        yield* progress.tick({ step: done, loss: lastLoss, learningRate, tokens })
 
         const isLast = done === options.steps
         const report = done % reportEvery === 0 || isLast
