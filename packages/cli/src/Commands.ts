@@ -1,0 +1,56 @@
+/** The command table and the help texts a newcomer reads first. */
+import type { Effect } from "effect"
+import { evalFlags, exportFlags, generateFlags, mergeFlags, trainFlags } from "./CommandFlags.js"
+import { evalCommand } from "./commands/Eval.js"
+import { exportCommand } from "./commands/Export.js"
+import { generateCommand } from "./commands/Generate.js"
+import { mergeCommand } from "./commands/Merge.js"
+import { trainCommand } from "./commands/Train.js"
+import { flagHelp } from "./Flags.js"
+
+export interface Command {
+  readonly help: string
+  readonly run: (argv: ReadonlyArray<string>) => Effect.Effect<void, unknown>
+}
+
+const common = `  --config FILE                      JSON file with the same options (camelCase or kebab-case keys); flags win
+  --verbose                          print the full error cause on failure
+  -h, --help                         this help`
+
+export const usage = `peftkit: fine-tune language models with LoRA and Chain of LoRA (COLA) in JavaScript.
+
+Usage: peftkit <command> [flags]
+
+Commands:
+  train      fine-tune a model on a jsonl directory or one of the paper's tasks
+  eval       test loss / perplexity, or task accuracy by label-word likelihood
+  generate   generate text (greedy or sampled) with or without an adapter
+  merge      fuse an adapter into the weights; writes a Hugging Face model directory
+  export     write an adapter as one PEFT LoRA, optionally SVD-compressed to a lower rank
+
+Examples:
+  peftkit train --model ../shared/data/models/stories260K/stories260K.bin --data my-data --method cola --iters 200
+  peftkit generate --model MODEL --adapter-path adapters --prompt "Once upon a time"
+  peftkit export --adapter-path adapters --save-path adapters-r8 --rank 8
+
+Models: a Hugging Face directory (config.json + model.safetensors or shards; Llama, Qwen2, Mistral, OPT)
+or a llama2.c .bin checkpoint with its tokenizer .bin beside it. Data: train.jsonl (valid.jsonl,
+test.jsonl) with {"text"}, {"prompt","completion"} or {"messages"} lines.
+
+Run 'peftkit <command> --help' for its flags.
+`
+
+const help = (name: string, summary: string, flags: Parameters<typeof flagHelp>[0]) => `peftkit ${name}: ${summary}
+
+Flags:
+${flagHelp(flags)}
+${common}
+`
+
+export const commands: Readonly<Record<string, Command>> = {
+  train: { help: help("train", "fine-tune with LoRA, COLA or full fine-tuning; saves a PEFT adapter, metrics.jsonl and report.html", trainFlags), run: trainCommand },
+  eval: { help: help("eval", "evaluate a model with or without an adapter", evalFlags), run: evalCommand },
+  generate: { help: help("generate", "generate text", generateFlags), run: generateCommand },
+  merge: { help: help("merge", "merge an adapter into a model; writes a Hugging Face directory", mergeFlags), run: mergeCommand },
+  export: { help: help("export", "write a PEFT LoRA adapter, optionally compressed by SVD", exportFlags), run: exportCommand }
+}

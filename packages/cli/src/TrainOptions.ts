@@ -1,0 +1,61 @@
+/**
+ * The options of `peftkit train`, decoded with Schema from a config file (JSON, `--config`) merged
+ * with command-line flags (flags win). Names follow mlx-lm's LoRA command where one exists
+ * (`--iters`, `--batch-size`, `--learning-rate`, `--adapter-path`, `--save-every`,
+ * `--steps-per-report`, `--steps-per-eval`, `--max-seq-length`, `--mask-prompt`, `--seed`); an
+ * unknown key or a bad value is a `ConfigError` naming it.
+ */
+import { FiniteNumber, NonNegativeInt, PositiveInt, Probability, TargetModulesSchema } from "@peftkit/core"
+import { Schema } from "effect"
+
+export const Method = Schema.Literal("lora", "cola", "full")
+export type Method = typeof Method.Type
+
+export const BackendName = Schema.Literal("auto", "node-gpu", "node", "webgpu", "wasm", "cpu")
+
+export const TrainOptions = Schema.Struct({
+  /** A Hugging Face model directory or a llama2.c checkpoint file. */
+  model: Schema.String,
+  /** A directory with train.jsonl (valid.jsonl, test.jsonl optional). Give `data` or `task`. */
+  data: Schema.optional(Schema.String),
+  /** One of the paper's tasks (sst2, rte, cb, boolq, wic, wsc, multirc), read from `taskData`. */
+  task: Schema.optional(Schema.String),
+  /** Where the task files live (the GLUE/SuperGLUE folders). */
+  taskData: Schema.optional(Schema.String),
+  method: Schema.optionalWith(Method, { default: () => "lora" as const }),
+  rank: Schema.optionalWith(PositiveInt, { default: () => 8 }),
+  alpha: Schema.optionalWith(FiniteNumber, { default: () => 16 }),
+  dropout: Schema.optionalWith(Probability, { default: () => 0 }),
+  rslora: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** COLA: number of links (the budget is split evenly). */
+  links: Schema.optionalWith(PositiveInt, { default: () => 3 }),
+  /** COLA: optimizer policy at each knot. */
+  knotOptimizer: Schema.optionalWith(Schema.Literal("reset", "keep"), { default: () => "reset" as const }),
+  /** COLA: per-link learning-rate warm-up (ReLoRA's jagged schedule), 0 = off. */
+  linkWarmup: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
+  targetModules: Schema.optionalWith(TargetModulesSchema, { default: () => ["q_proj", "v_proj"] }),
+  /** Total optimizer steps; or give `epochs`. */
+  iters: Schema.optional(PositiveInt),
+  epochs: Schema.optional(PositiveInt),
+  batchSize: Schema.optionalWith(PositiveInt, { default: () => 4 }),
+  learningRate: Schema.optionalWith(FiniteNumber.pipe(Schema.positive()), { default: () => 1e-4 }),
+  schedule: Schema.optionalWith(Schema.Literal("constant", "linear", "cosine"), { default: () => "linear" as const }),
+  warmup: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
+  weightDecay: Schema.optionalWith(FiniteNumber.pipe(Schema.nonNegative()), { default: () => 0 }),
+  gradClip: Schema.optional(FiniteNumber.pipe(Schema.positive())),
+  maxSeqLength: Schema.optionalWith(PositiveInt, { default: () => 512 }),
+  maskPrompt: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  seed: Schema.optionalWith(Schema.Int, { default: () => 0 }),
+  backend: Schema.optionalWith(BackendName, { default: () => "auto" as const }),
+  adapterPath: Schema.optionalWith(Schema.String, { default: () => "adapters" }),
+  saveEvery: Schema.optional(PositiveInt),
+  stepsPerReport: Schema.optionalWith(PositiveInt, { default: () => 10 }),
+  stepsPerEval: Schema.optional(PositiveInt),
+  /** Validation batches per evaluation (-1 = the whole validation set). */
+  valBatches: Schema.optionalWith(Schema.Int, { default: () => 25 }),
+  resume: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Evaluate on the test split after training. */
+  test: Schema.optionalWith(Schema.Boolean, { default: () => false })
+})
+export type TrainOptions = typeof TrainOptions.Type
+export type TrainOptionsInput = typeof TrainOptions.Encoded

@@ -1,0 +1,26 @@
+/** Pieces shared by the commands that use a trained adapter. */
+import { attempt, decodeConfig, type ThrownError } from "@peftkit/core"
+import { loadAdapter } from "@peftkit/lora"
+import type { CausalLM } from "@peftkit/models"
+import { Effect, Schema } from "effect"
+import { type FlagSpec, parseFlags } from "../Flags.js"
+import { say } from "../Runtime.js"
+
+/** Parses flags and decodes them with `schema`; errors name the flag. */
+export const decodeFlags = <A, I>(argv: ReadonlyArray<string>, specs: ReadonlyArray<FlagSpec>, schema: Schema.Schema<A, I>, command: string) =>
+  Effect.gen(function* () {
+    const raw = yield* attempt(() => parseFlags(argv, specs)) as Effect.Effect<Record<string, unknown>, ThrownError>
+    const { verbose: _verbose, help: _help, ...rest } = raw
+    return yield* decodeConfig(schema, rest, command)
+  })
+
+/** Loads the PEFT adapter at `dir` onto `model` unless disabled. */
+export const applyAdapter = (model: CausalLM, dir: string, enabled: boolean) =>
+  Effect.gen(function* () {
+    if (!enabled) return undefined
+    const { adapters, config } = yield* loadAdapter(dir, model)
+    yield* say(`adapter: ${dir} (LoRA r=${config.r}, alpha ${config.alpha}, ${adapters.layers.length} layers)`)
+    return adapters
+  })
+
+export const BackendFlag = Schema.optionalWith(Schema.Literal("auto", "node-gpu", "node", "webgpu", "wasm", "cpu"), { default: () => "auto" as const })

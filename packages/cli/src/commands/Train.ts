@@ -1,0 +1,256 @@
+/**
+ * `peftkit train`: fine-tune a language model with LoRA, COLA or full fine-tuning.
+ *
+ * Output directory (`--adapter-path`): the adapter in PEFT layout (for COLA: the whole chain as one
+ * LoRA of rank links x r, exactly), `training_args.json`, `metrics.jsonl`, `report.html` (loss
+ * curves) and `checkpoints/step-N/` every `--save-every` steps, from which `--resume` continues.
+ */
+import {
+  AdapterSet,
+  attempt,
+  type CheckpointFiles,
+  ConfigError,
+  decodeConfig,
+  type FileError,
+  latestCheckpoint,
+  makeSchedule,
+  optimizerStateFile,
+  readTrainerState,
+  restoreOptimizer,
+  Safetensors,
+  train,
+  type TrainingHook,
+  writeCheckpoint,
+  writeFileAtomic,
+  readCheckpointFile
+} from "@peftkit/core"
+import { Chain, chainCheckpointFiles, exportChain, restoreChain, saveChainLora } from "@peftkit/cola"
+import { type Batch, type Batcher, loadDataset, makeBatcher, type TokenizedExample } from "@peftkit/data"
+import { lora, loraConfig, peftLoraFiles, restoreAdapterWeights, saveAdapter } from "@peftkit/lora"
+import { type CausalLM, causalLmLoss, saveHfModel } from "@peftkit/models"
+import { adamw } from "@peftkit/optimizers"
+import { encodeTrainingExample, loadTask, sampleTask, taskByName } from "@peftkit/tasks"
+import type { Tokenizer } from "@peftkit/tokenizers"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect, Option } from "effect"
+import { join, resolve } from "node:path"
+import { parseFlags } from "../Flags.js"
+import { trainFlags } from "../CommandFlags.js"
+import { lossReportHtml } from "../LossReport.js"
+import { baseLayers, loadModelAndTokenizer, say } from "../Runtime.js"
+import { TrainOptions } from "../TrainOptions.js"
+
+const CHECKPOINTS = "checkpoints"
+const MODEL_STATE_FILE = "model.safetensors"
+
+/** Flags (and --config) to decoded options; `--no-mask-prompt` is the negation of `--mask-prompt`. */
+export const decodeTrainOptions = (argv: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const raw = yield* attempt(() => parseFlags(argv, trainFlags))
+    const { noMaskPrompt, verbose: _verbose, help: _help, ...rest } = raw as Record<string, unknown>
+    if (noMaskPrompt === true) rest.maskPrompt = false
+    const options = yield* decodeConfig(TrainOptions, rest, "train")
+    if ((options.data === undefined) === (options.task === undefined)) {
+      return yield* new ConfigError({ field: "train.data", reason: "give exactly one of --data DIR or --task NAME" })
+    }
+    if (options.iters !== undefined && options.epochs !== undefined) {
+      return yield* new ConfigError({ field: "train.iters", reason: "give --iters or --epochs, not both" })
+    }
+    return options
+  })
+
+interface Splits {
+  readonly train: ReadonlyArray<TokenizedExample>
+  readonly valid: ReadonlyArray<TokenizedExample>
+  readonly test: ReadonlyArray<TokenizedExample>
+  readonly describe: string
+}
+
+/** Training data from a jsonl directory or one of the paper's tasks. */
+export const loadTrainingData = (options: TrainOptions, tokenizer: Tokenizer, maxLength: number) =>
+  Effect.gen(function* () {
+    if (options.data !== undefined) {
+      const dataset = yield* loadDataset(options.data, tokenizer, { maskPrompt: options.maskPrompt, maxSeqLength: maxLength, required: ["train"] })
+      const truncated = (dataset.train?.truncated ?? 0) + (dataset.valid?.truncated ?? 0)
+      if (truncated > 0) yield* say(`warning: ${truncated} examples longer than ${maxLength} tokens were truncated`)
+      return {
+        train: dataset.train!.examples,
+        valid: dataset.valid?.examples ?? [],
+        test: dataset.test?.examples ?? [],
+        describe: `${options.data} (${dataset.train!.shape}; ${dataset.train!.examples.length} train, ${dataset.valid?.examples.length ?? 0} valid, ${dataset.test?.examples.length ?? 0} test${dataset.missing.length > 0 ? `; no ${dataset.missing.join("/")}` : ""})`
+      } satisfies Splits
+    }
+    const task = yield* attempt(() => taskByName(options.task!))
+    const data = yield* loadTask(task, options.taskData ?? "../shared/data")
+    const splits = sampleTask(data, { seed: options.seed })
+    const encode = (examples: ReadonlyArray<(typeof splits.train)[number]>) => examples.map((example) => encodeTrainingExample(task, example, tokenizer, { maxLength }))
+    return {
+      train: encode(splits.train),
+      valid: encode(splits.dev),
+      test: encode(splits.test),
+      describe: `task ${task.name} (MeZO sampling, seed ${options.seed}: ${splits.train.length} train, ${splits.dev.length} valid, ${splits.test.length} test)`
+    } satisfies Splits
+  })
+
+/** Mean target loss over up to `maxBatches` batches (all when < 0); one read back at the end. */
+export const meanLoss = (model: CausalLM, batcher: Batcher, maxBatches: number) =>
+  Effect.promise(async () => {
+    const count = maxBatches < 0 ? batcher.batchesPerEpoch : Math.min(maxBatches, batcher.batchesPerEpoch)
+    let sum = tf.scalar(0)
+    let targets = tf.scalar(0)
+    for (let step = 0; step < count; step++) {
+      const [nextSum, nextTargets] = tf.tidy(() => {
+        const batch = batcher.batchAt(step)
+        const logits = model.forward(batch.inputIds, { attentionMask: batch.attentionMask })
+        const [b, t] = batch.lossMask.shape
+        const n = tf.sum(tf.slice(batch.lossMask, [0, 1], [b, t - 1]))
+        return [tf.add(sum, tf.mul(causalLmLoss(logits, batch.inputIds, batch.lossMask), n)), tf.add(targets, n)]
+      })
+      sum.dispose()
+      targets.dispose()
+      sum = nextSum
+      targets = nextTargets
+    }
+    const [total, n] = [await sum.data(), await targets.data()]
+    sum.dispose()
+    targets.dispose()
+    return n[0]! > 0 ? total[0]! / n[0]! : Number.NaN
+  })
+
+const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`
+
+/** The training run, given decoded options. Returns the final validation loss (NaN without validation data). */
+export const runTrain = (options: TrainOptions) =>
+  Effect.gen(function* () {
+    const out = resolve(options.adapterPath)
+    const { model, tokenizer, config } = yield* loadModelAndTokenizer(options.model)
+    const maxLength = Math.min(options.maxSeqLength, config.maxPositionEmbeddings)
+    const data = yield* loadTrainingData(options, tokenizer, maxLength)
+    yield* say(`data: ${data.describe}`)
+    const batcher = yield* attempt(() => makeBatcher(data.train, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, seed: options.seed }))
+    const validBatcher = data.valid.length > 0 ? makeBatcher(data.valid, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, shuffle: false }) : undefined
+    const steps = options.iters ?? (options.epochs ?? 1) * batcher.batchesPerEpoch
+
+    // The method: which parameters train and how.
+    const optimizer = adamw([], { weightDecay: options.weightDecay })
+    const adapterConfig = yield* attempt(() =>
+      loraConfig({ r: options.rank, alpha: options.alpha, dropout: options.dropout, useRslora: options.rslora, targetModules: options.targetModules })
+    )
+    let adapters: AdapterSet | undefined
+    let chain: Chain<typeof adapterConfig> | undefined
+    const hooks: Array<TrainingHook<ConfigError>> = []
+    model.setTrainable(options.method === "full")
+    if (options.method === "full") {
+      optimizer.setParameters([{ params: model.parameters() }])
+    } else if (options.method === "lora") {
+      adapters = yield* attempt(() => AdapterSet.inject(model, lora, adapterConfig, { targetModules: options.targetModules, seed: options.seed }))
+      optimizer.setParameters([{ params: adapters.parameters() }])
+    } else {
+      chain = yield* attempt(() =>
+        Chain.make({
+          model,
+          variant: lora,
+          adapterConfig,
+          chain: { totalSteps: steps, links: Math.min(options.links, steps), optimizerAtKnot: options.knotOptimizer, warmupSteps: options.linkWarmup, seed: options.seed }
+        })
+      )
+      chain.attach(optimizer)
+      hooks.push(chain.hook())
+    }
+    const trainable = optimizer.groups.flatMap((group) => group.params).reduce((sum, param) => sum + param.variable.size, 0)
+    const base = yield* attempt(() => makeSchedule({ kind: options.schedule, peak: options.learningRate, totalSteps: steps, warmupSteps: Math.min(options.warmup, steps) }))
+    const schedule = chain?.schedule(base) ?? base
+    yield* say(`method: ${options.method}${options.method === "full" ? "" : ` r=${options.rank} alpha=${options.alpha}${chain ? `, ${chain.links} links (knots at ${chain.knots.join(", ") || "none"})` : ""}`}; ${trainable.toLocaleString("en")} trainable parameters; ${steps} steps of ${options.batchSize}`)
+
+    // Checkpoints: everything needed to continue exactly.
+    const checkpointFiles = (): CheckpointFiles => {
+      const files: Record<string, Uint8Array | string> = { "optimizer.safetensors": optimizerStateFile(optimizer) }
+      if (chain !== undefined) Object.assign(files, chainCheckpointFiles(chain))
+      else if (adapters !== undefined) {
+        const tensors = adapters.stateDict()
+        Object.assign(files, peftLoraFiles({ ...adapterConfig, targetModules: adapters.targetModules }, tensors))
+        Object.values(tensors).forEach((t) => t.dispose())
+        files["random_state.json"] = json(adapters.randomState())
+      } else {
+        const tensors = model.stateDict()
+        files[MODEL_STATE_FILE] = Safetensors.encodeTensors(tensors)
+        Object.values(tensors).forEach((t) => t.dispose())
+      }
+      return files
+    }
+    let startStep = 0
+    if (options.resume) {
+      const latest = yield* latestCheckpoint(join(out, CHECKPOINTS))
+      if (Option.isNone(latest)) return yield* new ConfigError({ field: "train.resume", reason: `no checkpoint under ${join(out, CHECKPOINTS)}` })
+      const dir = latest.value.dir
+      const state = yield* readTrainerState(dir)
+      if (chain !== undefined) yield* restoreChain(chain, dir)
+      else if (adapters !== undefined) {
+        yield* restoreAdapterWeights(dir, adapters)
+        const random = JSON.parse(new TextDecoder().decode(yield* readCheckpointFile(dir, "random_state.json"))) as Record<string, Array<number>>
+        adapters.setRandomState(random)
+      } else {
+        const file = yield* Safetensors.decode(yield* readCheckpointFile(dir, MODEL_STATE_FILE), `${dir}/${MODEL_STATE_FILE}`)
+        const byName = new Map(model.parameters().map((param) => [param.name, param.variable]))
+        for (const view of file.tensors) tf.tidy(() => byName.get(view.name)?.assign(Safetensors.toTensor(view)))
+      }
+      yield* restoreOptimizer(dir, optimizer)
+      startStep = state.step
+      yield* say(`resumed from ${dir} at step ${startStep}`)
+    }
+
+    yield* writeFileAtomic(join(out, "training_args.json"), json({ ...options, steps, trainableParameters: trainable }))
+    const result = yield* train<Batch, ConfigError | FileError>({
+      label: options.method,
+      loss: (batch: Batch, training) => causalLmLoss(model.forward(batch.inputIds, { attentionMask: batch.attentionMask, training }), batch.inputIds, batch.lossMask),
+      batch: (step) => batcher.batchAt(step),
+      tokensPerBatch: (step) => batcher.tokensAt(step),
+      optimizer,
+      steps,
+      startStep,
+      learningRate: schedule,
+      clipNorm: options.gradClip,
+      reportEvery: options.stepsPerReport,
+      hooks,
+      ...(validBatcher === undefined ? {} : { evalEvery: options.stepsPerEval ?? steps, evaluate: () => meanLoss(model, validBatcher, options.valBatches) }),
+      ...(options.saveEvery === undefined
+        ? {}
+        : { checkpointEvery: options.saveEvery, checkpoint: (step: number) => Effect.asVoid(writeCheckpoint(join(out, CHECKPOINTS), { step, method: options.method }, checkpointFiles())) })
+    })
+
+    // The result: a PEFT adapter (COLA: the chain as one LoRA), or the whole model for full fine-tuning.
+    if (chain !== undefined) {
+      const exported = yield* exportChain(chain)
+      yield* saveChainLora(out, exported, { baseModel: options.model, taskType: "CAUSAL_LM" })
+      yield* say(`saved the ${chain.links}-link chain as one PEFT LoRA of rank ${exported.rank}: ${out}`)
+    } else if (adapters !== undefined) {
+      yield* saveAdapter(out, adapters, adapterConfig, { baseModel: options.model, taskType: "CAUSAL_LM" })
+      yield* say(`saved the adapter (PEFT layout): ${out}`)
+    } else {
+      const tensors = model.stateDict()
+      yield* saveHfModel(out, config, tensors).pipe(Effect.ensuring(Effect.sync(() => Object.values(tensors).forEach((t) => t.dispose()))))
+      yield* say(`saved the fine-tuned model (HF layout): ${out}`)
+    }
+    yield* writeFileAtomic(
+      join(out, "report.html"),
+      lossReportHtml({
+        title: `peftkit train: ${options.method} on ${options.data ?? options.task}`,
+        paragraphs: [`Model ${options.model}; ${steps} steps of batch ${options.batchSize}; peak learning rate ${options.learningRate} (${options.schedule}); seed ${options.seed}.`],
+        series: [{ label: options.method, train: result.trainLoss, validation: result.validation }]
+      })
+    )
+    let testLoss: number | undefined
+    if (options.test && data.test.length > 0) {
+      testLoss = yield* meanLoss(model, makeBatcher(data.test, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, shuffle: false }), -1)
+      yield* say(`Test loss ${testLoss.toFixed(4)}, Test ppl ${Math.exp(testLoss).toFixed(3)}`)
+    }
+    optimizer.dispose()
+    return { result, testLoss, trainable, out, steps }
+  })
+
+export const trainCommand = (argv: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const options = yield* decodeTrainOptions(argv)
+    const out = resolve(options.adapterPath)
+    yield* Effect.asVoid(runTrain(options)).pipe(Effect.provide(baseLayers(options.backend, join(out, "metrics.jsonl"), options.resume)))
+  })

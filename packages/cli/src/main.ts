@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+/**
+ * `peftkit`: fine-tune language models with LoRA and Chain of LoRA from a terminal.
+ * One line of error and a non-zero exit code on failure; `--verbose` adds the full cause.
+ */
+import { ConfigError } from "@peftkit/core"
+import { Cause, Effect, Exit } from "effect"
+import { commands, usage } from "./Commands.js"
+import { flagOf } from "./Flags.js"
+
+/** The one-line message for a failure, in flag terms where it came from a flag. */
+export const describeFailure = (cause: Cause.Cause<unknown>): { readonly message: string; readonly usageError: boolean } => {
+  const failure = Cause.squash(cause)
+  if (failure instanceof ConfigError) {
+    // A command's own option ("train.rank") is a flag; other fields (a config file's) stay as they are.
+    const where = /^(train|eval|generate|merge|export)\./.test(failure.field) || !failure.field.includes(".") ? flagOf(failure.field) : failure.field
+    return { message: `${where}: ${failure.reason}`, usageError: true }
+  }
+  return { message: failure instanceof Error ? failure.message : String(failure), usageError: false }
+}
+
+export const run = async (argv: ReadonlyArray<string>, out: (text: string) => void = (t) => process.stdout.write(t)): Promise<number> => {
+  const [name, ...rest] = argv
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    out(usage)
+    return name === undefined ? 2 : 0
+  }
+  if (name === "--version") {
+    out("peftkit 0.0.0\n")
+    return 0
+  }
+  const command = commands[name]
+  if (command === undefined) {
+    process.stderr.write(`error: unknown command '${name}'. Run 'peftkit --help'.\n`)
+    return 2
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    out(command.help)
+    return 0
+  }
+  const exit = await Effect.runPromiseExit(command.run(rest))
+  if (Exit.isSuccess(exit)) return 0
+  const { message, usageError } = describeFailure(exit.cause)
+  process.stderr.write(`error: ${message}\n`)
+  if (rest.includes("--verbose")) process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
+  return usageError ? 2 : 1
+}
+
+// Run when executed directly (not when imported by tests).
+const entry = process.argv[1]
+if (entry !== undefined && /(?:^|[/\\])(?:main\.js|peftkit)$/.test(entry)) {
+  process.exitCode = await run(process.argv.slice(2))
+}

@@ -1,0 +1,6 @@
+export * from "./Batching.js"
+export * from "./DataErrors.js"
+export * from "./Dataset.js"
+export * from "./Example.js"
+export * from "./Jsonl.js"
+export * from "./Tokenize.js"
