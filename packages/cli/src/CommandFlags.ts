@@ -52,6 +52,7 @@ export const evalFlags: ReadonlyArray<FlagSpec> = [
   { name: "split", type: "string", value: "S", help: "test | valid (default test)" },
   { name: "batch-size", type: "number", value: "N", help: "examples per forward pass (default 8)" },
   { name: "max-seq-length", type: "number", value: "N", help: "truncate longer sequences (default 512)" },
+  { name: "limit", type: "number", value: "N", help: "evaluate the first N examples only (a quick check)" },
   seed,
   backend
 ]

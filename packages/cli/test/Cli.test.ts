@@ -120,4 +120,15 @@ describe.skipIf(!haveShared)("peftkit on stories260K (shared data)", () => {
     expect(resumed.stderr).toContain("resumed from")
     expect(resumed.stderr).toContain("at step 8")
   })
+
+  it("train and eval on one of the paper's tasks (RTE, MeZO prompts and sampling)", async () => {
+    const adapter = join(out, "rte")
+    const taskData = join(repo, "../shared/data")
+    const trained = await cli("train", "--model", stories, "--task", "rte", "--task-data", taskData, "--iters", "3", "--batch-size", "2", "--max-seq-length", "128", "--adapter-path", adapter, "--backend", "wasm", "--val-batches", "2")
+    expect(trained.code, trained.stderr).toBe(0)
+    expect(trained.stderr).toContain("task RTE (MeZO sampling, seed 0: 1000 train, 500 valid, 277 test)")
+    const evaluated = await cli("eval", "--model", stories, "--adapter-path", adapter, "--task", "rte", "--task-data", taskData, "--limit", "8", "--max-seq-length", "128", "--backend", "wasm")
+    expect(evaluated.code, evaluated.stderr).toBe(0)
+    expect(lastLine(evaluated.stderr)).toMatch(/^RTE test: accuracy \d+\.\d{2} \(8 examples\)$/)
+  })
 })

@@ -43,6 +43,17 @@ export interface ForwardOptions {
   readonly lastPositionOnly?: boolean
 }
 
+/** How `Llama.fromWeights` / `Opt.fromWeights` treat a checkpoint's tensors. */
+export interface FromWeightsOptions {
+  /** Names the checkpoint in errors (a file or directory). Default "weights". */
+  readonly path?: string
+  /**
+   * Unknown tensors are an `InvalidCheckpoint` (true, the default: a naming bug must not load as a
+   * silently random model) or ignored (false). `*.rotary_emb.inv_freq` buffers are always ignored.
+   */
+  readonly strict?: boolean
+}
+
 export interface CausalLM extends AdaptableModel {
   readonly config: ModelConfig
   /** inputIds [batch, seq] int32 -> logits [batch, seq, vocab] float32. */

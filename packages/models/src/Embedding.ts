@@ -18,9 +18,21 @@ export class Embedding {
     this.weight = variableFrom(source, source.take(`${name}.weight`, [num, dim], "matrix")) as tf.Variable<tf.Rank.R2>
   }
 
-  /** ids [...] int32 -> [..., dim]. */
+  /**
+   * ids [...] int32 -> [..., dim]. A frozen table (the usual PEFT case) is read with a gather. A
+   * trainable one uses a one-hot matMul instead: gather's gradient needs UnsortedSegmentSum, which
+   * the wasm backend lacks, while a matMul's gradient runs everywhere. That costs a [tokens, num]
+   * one-hot per call, fine for small vocabularies and full fine-tuning of small models.
+   */
   lookup(ids: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => tf.gather(this.weight, ids.dtype === "int32" ? ids : tf.cast(ids, "int32")))
+    return tf.tidy(() => {
+      const intIds = ids.dtype === "int32" ? ids : tf.cast(ids, "int32")
+      if (!this.weight.trainable) return tf.gather(this.weight, intIds)
+      const flat = tf.reshape(intIds, [-1])
+      // int32 one-hot cast to float32: tfjs-backend-wasm 4.22's OneHot ignores a float32 dtype.
+      const onehot = tf.cast(tf.oneHot(flat, this.num), "float32")
+      return tf.reshape(tf.matMul(onehot, this.weight), [...ids.shape, this.dim])
+    })
   }
 
   /** Rows start .. start + count as [count, dim]: contiguous positions need no gather. */

@@ -12,10 +12,11 @@ import { ConfigError, type Linear, type Parameter } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { attend, mergeHeads, splitHeads } from "./Attention.js"
 import { attentionBias, CausalMask, fullAttentionMask, positionsFromMask } from "./AttentionMask.js"
-import type { CausalLM, ForwardOptions } from "./CausalLM.js"
+import type { CausalLM, ForwardOptions, FromWeightsOptions } from "./CausalLM.js"
 import { Embedding } from "./Embedding.js"
-import { checkpointSource, type CheckpointOptions, randomSource, type WeightSource } from "./internal/WeightSource.js"
+import { checkpointSource, randomSource, type WeightSource } from "./internal/WeightSource.js"
 import { makeLinear } from "./internal/makeLinear.js"
+import { TiedHead } from "./internal/tiedHead.js"
 import { requirePositiveInt } from "./internal/validate.js"
 import { KvCache } from "./KvCache.js"
 import type { LlamaConfig } from "./ModelConfig.js"
@@ -65,6 +66,7 @@ export class Llama implements CausalLM {
   readonly lmHead: Linear | undefined
   private readonly rope: Rope
   private readonly causal: CausalMask
+  private readonly tiedHead: TiedHead | undefined
   private readonly scale: number
 
   /**
@@ -74,7 +76,7 @@ export class Llama implements CausalLM {
    * `InvalidCheckpoint` naming it, a wrong shape a `ShapeMismatch` naming it, an unknown one an
    * `InvalidCheckpoint` unless `strict: false`. A tied model ignores a stored `lm_head.weight`.
    */
-  static fromWeights(config: LlamaConfig, weights: ReadonlyMap<string, tf.Tensor>, options: CheckpointOptions = {}): Llama {
+  static fromWeights(config: LlamaConfig, weights: ReadonlyMap<string, tf.Tensor>, options: FromWeightsOptions = {}): Llama {
     const source = checkpointSource(weights, options)
     if (config.tieWordEmbeddings) source.ignore("lm_head.weight")
     return new Llama(config, source)
@@ -121,6 +123,7 @@ export class Llama implements CausalLM {
     }
     const capacity = Math.min(config.maxPositionEmbeddings, 512)
     this.rope = new Rope(headDim, config.ropeTheta, config.ropeLayout, config.ropeScaling, capacity)
+    this.tiedHead = this.lmHead === undefined ? new TiedHead(this.embedTokens.weight) : undefined
     this.causal = new CausalMask(capacity)
     this.scale = 1 / Math.sqrt(headDim)
   }
@@ -156,7 +159,7 @@ export class Llama implements CausalLM {
         rows = 1
       }
       h = this.norm.apply(h) as tf.Tensor2D
-      const logits = this.lmHead === undefined ? tf.matMul(h, this.embedTokens.weight, false, true) : this.lmHead.apply(h, context.training)
+      const logits = this.lmHead === undefined ? this.tiedHead!.apply(h) : this.lmHead.apply(h, context.training)
       cache?.advance(t, fullMask)
       return tf.reshape(logits, [b, rows, this.config.vocabSize])
     })
@@ -201,6 +204,7 @@ export class Llama implements CausalLM {
     this.lmHead?.dispose()
     this.rope.dispose()
     this.causal.dispose()
+    this.tiedHead?.dispose()
   }
 
   private attention(layer: LlamaLayer, index: number, x: tf.Tensor, context: ForwardContext): tf.Tensor2D {

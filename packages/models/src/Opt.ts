@@ -13,10 +13,11 @@ import { ConfigError, type Linear, type Parameter, ShapeMismatch } from "@peftki
 import * as tf from "@tensorflow/tfjs-core"
 import { attend, mergeHeads, splitHeads } from "./Attention.js"
 import { attentionBias, CausalMask, fullAttentionMask } from "./AttentionMask.js"
-import type { CausalLM, ForwardOptions } from "./CausalLM.js"
+import type { CausalLM, ForwardOptions, FromWeightsOptions } from "./CausalLM.js"
 import { Embedding } from "./Embedding.js"
-import { checkpointSource, type CheckpointOptions, randomSource, type WeightSource } from "./internal/WeightSource.js"
+import { checkpointSource, randomSource, type WeightSource } from "./internal/WeightSource.js"
 import { makeLinear } from "./internal/makeLinear.js"
+import { TiedHead } from "./internal/tiedHead.js"
 import { requirePositiveInt } from "./internal/validate.js"
 import { KvCache } from "./KvCache.js"
 import { LayerNorm } from "./LayerNorm.js"
@@ -78,6 +79,7 @@ export class Opt implements CausalLM {
   /** The output head; undefined when tied to `embedTokens`. */
   readonly lmHead: Linear | undefined
   private readonly causal: CausalMask
+  private readonly tiedHead: TiedHead | undefined
   private readonly headDim: number
 
   /**
@@ -86,7 +88,7 @@ export class Opt implements CausalLM {
    * variables share their buffers), a missing tensor is an `InvalidCheckpoint` naming it, a wrong
    * shape a `ShapeMismatch` naming it. A tied model ignores a stored `lm_head.weight`.
    */
-  static fromWeights(config: OptConfig, weights: ReadonlyMap<string, tf.Tensor>, options: CheckpointOptions = {}): Opt {
+  static fromWeights(config: OptConfig, weights: ReadonlyMap<string, tf.Tensor>, options: FromWeightsOptions = {}): Opt {
     const source = checkpointSource(weights, options)
     if (config.tieWordEmbeddings) source.ignore("lm_head.weight")
     return new Opt(config, source)
@@ -131,6 +133,7 @@ export class Opt implements CausalLM {
       for (const module of built) module.dispose()
       throw error
     }
+    this.tiedHead = this.lmHead === undefined ? new TiedHead(this.embedTokens.weight) : undefined
     this.causal = new CausalMask(Math.min(config.maxPositionEmbeddings, 512))
     this.headDim = d / config.numAttentionHeads
   }
@@ -151,10 +154,11 @@ export class Opt implements CausalLM {
       const context: ForwardContext = { b, t, bias: attentionBias(this.causal, past, t, fullMask), cache, training }
       let tokens = tf.reshape(this.embedTokens.lookup(inputIds), [b * t, this.config.wordEmbedProjDim])
       if (this.projectIn !== undefined) tokens = this.projectIn.apply(tokens, training)
+      // Without padding every row uses table rows past + 2 .. past + t + 1: a slice, broadcast over the batch.
       const positions = fullMask === undefined
-        ? tf.tile(this.embedPositions.rows(past + OPT_POSITION_OFFSET, t), [b, 1])
-        : tf.reshape(this.embedPositions.lookup(optPositionsFromMask(fullMask, t)), [b * t, d])
-      let h = tf.add(tokens, positions) as tf.Tensor2D
+        ? this.embedPositions.rows(past + OPT_POSITION_OFFSET, t)
+        : this.embedPositions.lookup(optPositionsFromMask(fullMask, t))
+      let h = tf.reshape(tf.add(tf.reshape(tokens, [b, t, d]), positions), [b * t, d]) as tf.Tensor2D
       this.layers.forEach((layer, index) => {
         const input = h
         h = tf.tidy(() => this.layer(layer, index, input, context))
@@ -166,7 +170,7 @@ export class Opt implements CausalLM {
       }
       if (this.finalLayerNorm !== undefined) h = this.finalLayerNorm.apply(h) as tf.Tensor2D
       if (this.projectOut !== undefined) h = this.projectOut.apply(h, training) as tf.Tensor2D
-      const logits = this.lmHead === undefined ? tf.matMul(h, this.embedTokens.weight, false, true) : this.lmHead.apply(h, training)
+      const logits = this.lmHead === undefined ? this.tiedHead!.apply(h) : this.lmHead.apply(h, training)
       cache?.advance(t, fullMask)
       return tf.reshape(logits, [b, rows, this.config.vocabSize])
     })
@@ -220,6 +224,7 @@ export class Opt implements CausalLM {
     this.projectOut?.dispose()
     this.lmHead?.dispose()
     this.causal.dispose()
+    this.tiedHead?.dispose()
   }
 
   /** One decoder layer, HF's OPTDecoderLayer: LayerNorm before each block (pre-LN) or after the residual add (post-LN). */

@@ -2,6 +2,8 @@
  * @peftkit/models: causal language models with Hugging Face module names, generation, and
  * checkpoint loaders (HF directories, llama2.c).
  */
+export * from "./Attention.js"
+export * from "./AttentionMask.js"
 export * from "./CausalLM.js"
 export * from "./CausalLmLoss.js"
 export * from "./Generate.js"
@@ -13,4 +15,4 @@ export * from "./loaders/index.js"
 export { Embedding } from "./Embedding.js"
 export { LayerNorm } from "./LayerNorm.js"
 export { RmsNorm } from "./RmsNorm.js"
-export { Rope, type RopeLayout } from "./Rope.js"
+export * from "./Rope.js"

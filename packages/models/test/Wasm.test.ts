@@ -80,6 +80,29 @@ describe("wasm matches the CPU reference", () => {
   }
 })
 
+describe("the tied head on wasm (kept E^T, custom gradient)", () => {
+  it("follows an assignment to the embedding (the kept transpose is rebuilt) and frees it on dispose", async () => {
+    await use("wasm")
+    const before = tf.memory().numTensors
+    const config = tinyLlama()
+    const model = Llama.init(config, 3)
+    const input = tf.tensor2d([[2, 17, 5, 9]], undefined, "int32")
+    const first = model.forward(input)
+    tf.tidy(() => model.embedTokens.weight.assign(tf.mul(model.embedTokens.weight, 1.5)))
+    const second = model.forward(input)
+    const state = model.stateDict()
+    const fresh = Llama.fromWeights(config, new Map(Object.entries(state)))
+    const expected = fresh.forward(input)
+    const diff = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!)
+    expect(diff(second, expected)).toBeLessThan(1e-6)
+    expect(diff(second, first)).toBeGreaterThan(1e-3)
+    ;[first, second, expected, input, ...Object.values(state)].forEach((t) => t.dispose())
+    model.dispose()
+    fresh.dispose()
+    expect(tf.memory().numTensors).toBe(before)
+  })
+})
+
 describe("tfjs-backend-wasm 4.22 bugs the models avoid", () => {
   it("OneHot with dtype float32 writes int32 bits (1 reads as 1.4e-45); an int32 one-hot cast to float32 is right", async () => {
     await use("wasm")

@@ -21,6 +21,7 @@ const EvalOptions = Schema.Struct({
   split: Schema.optionalWith(Schema.Literal("test", "valid"), { default: () => "test" as const }),
   batchSize: Schema.optionalWith(PositiveInt, { default: () => 8 }),
   maxSeqLength: Schema.optionalWith(PositiveInt, { default: () => 512 }),
+  limit: Schema.optional(PositiveInt),
   seed: Schema.optionalWith(Schema.Int, { default: () => 0 }),
   backend: BackendFlag
 })
@@ -41,13 +42,14 @@ export const runEval = (options: EvalOptions) =>
     if (options.data !== undefined) {
       const dataset = yield* loadDataset(options.data, tokenizer, { maskPrompt: true, maxSeqLength: maxLength, required: [options.split] })
       const split = dataset[options.split]!
-      const loss = yield* meanLoss(model, makeBatcher(split.examples, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, shuffle: false }), -1)
-      yield* say(`${options.split === "test" ? "Test" : "Valid"} loss ${loss.toFixed(4)}, ${options.split === "test" ? "Test" : "Valid"} ppl ${Math.exp(loss).toFixed(3)} (${split.examples.length} examples)`)
-      return { kind: "loss", loss, perplexity: Math.exp(loss), examples: split.examples.length } satisfies EvalResult
+      const examples = split.examples.slice(0, options.limit)
+      const loss = yield* meanLoss(model, makeBatcher(examples, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, shuffle: false }), -1)
+      yield* say(`${options.split === "test" ? "Test" : "Valid"} loss ${loss.toFixed(4)}, ${options.split === "test" ? "Test" : "Valid"} ppl ${Math.exp(loss).toFixed(3)} (${examples.length} examples)`)
+      return { kind: "loss", loss, perplexity: Math.exp(loss), examples: examples.length } satisfies EvalResult
     }
     const task = yield* attempt(() => taskByName(options.task!))
     const splits = sampleTask(yield* loadTask(task, options.taskData), { seed: options.seed })
-    const examples = options.split === "test" ? splits.test : splits.dev
+    const examples = (options.split === "test" ? splits.test : splits.dev).slice(0, options.limit)
     const evaluation = yield* evaluate(task, model, tokenizer, examples, { batchSize: options.batchSize, maxLength, padTokenId: tokenizer.padTokenId })
     const metrics = evaluation.metrics as unknown as Record<string, number | undefined>
     yield* say(`${task.name} ${options.split}: ${Object.entries(metrics).filter(([, v]) => v !== undefined).map(([k, v]) => `${k} ${(100 * v!).toFixed(2)}`).join(", ")} (${examples.length} examples)`)

@@ -245,7 +245,8 @@ export const runTrain = (options: TrainOptions) =>
       yield* say(`Test loss ${testLoss.toFixed(4)}, Test ppl ${Math.exp(testLoss).toFixed(3)}`)
     }
     optimizer.dispose()
-    return { result, testLoss, trainable, out, steps }
+    // The trained model stays usable (the caller disposes it): the demo scores it further.
+    return { result, testLoss, trainable, out, steps, model, tokenizer }
   })
 
 export const trainCommand = (argv: ReadonlyArray<string>) =>

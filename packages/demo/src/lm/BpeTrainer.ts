@@ -60,14 +60,14 @@ export const tokenizerJson = (bpe: TrainedBpe): unknown => ({
     { id: 2, content: "</s>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }
   ],
   normalizer: null,
-  pre_tokenizer: { type: "Metaspace", replacement: SPACE, prepend_scheme: "always", split: true },
+  pre_tokenizer: { type: "Metaspace", replacement: SPACE, prepend_scheme: "always", split: false },
   post_processor: {
     type: "TemplateProcessing",
     single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }],
     pair: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { Sequence: { id: "B", type_id: 1 } }],
     special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } }
   },
-  decoder: { type: "Metaspace", replacement: SPACE, prepend_scheme: "always", split: true },
+  decoder: { type: "Metaspace", replacement: SPACE, prepend_scheme: "always", split: false },
   model: {
     type: "BPE",
     dropout: null,

@@ -5,6 +5,7 @@
  */
 import { InvalidCheckpoint, mixSeed, ShapeMismatch } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
+import type { FromWeightsOptions } from "../CausalLM.js"
 
 /** How a tensor is initialised from scratch (HF `_init_weights`). */
 export type WeightKind = "matrix" | "bias" | "norm-weight" | "norm-bias"
@@ -22,16 +23,6 @@ export interface WeightSource {
   finish(): void
 }
 
-export interface CheckpointOptions {
-  /** Names the checkpoint in errors (a file or directory). Default "weights". */
-  readonly path?: string
-  /**
-   * Unknown tensors are an `InvalidCheckpoint` (true, the default: a naming bug must not load as a
-   * silently random model) or ignored (false). `*.rotary_emb.inv_freq` buffers are always ignored.
-   */
-  readonly strict?: boolean
-}
-
 /** Tensors that HF checkpoints may carry but that are derived, not learned. */
 const IGNORED = /\.rotary_emb\.inv_freq$/
 
@@ -40,7 +31,7 @@ const IGNORED = /\.rotary_emb\.inv_freq$/
  * (tfjs reference counting), so the caller may dispose the map right after and memory is not
  * doubled. Non-float32 tensors are cast into new tensors that this source owns and frees.
  */
-export const checkpointSource = (weights: ReadonlyMap<string, tf.Tensor>, options: CheckpointOptions = {}): WeightSource => {
+export const checkpointSource = (weights: ReadonlyMap<string, tf.Tensor>, options: FromWeightsOptions = {}): WeightSource => {
   const path = options.path ?? "weights"
   const used = new Set<string>()
   const owned = new Set<tf.Tensor>()
