@@ -66,7 +66,7 @@ export const lossReportHtml = (options: {
   readonly notes?: ReadonlyArray<string>
 }): string => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(options.title)}</title>
-<style>body{font-family:sans-serif;max-width:940px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head>
+<style>body{font-family:sans-serif;max-width:1120px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head>
 <body>
 <h1>${escapeHtml(options.title)}</h1>
 ${options.paragraphs.map((p) => `<p>${escapeHtml(p)}</p>`).join("\n")}
