@@ -37,7 +37,7 @@ describe("built-in language model and the main job", () => {
     expect(JSON.parse(readFileSync(join(dir, "config.json"), "utf8"))).toMatchObject({ model_type: "llama", hidden_size: 32, num_hidden_layers: 1, num_key_value_heads: 2 })
 
     const out = mkdtempSync(join(tmpdir(), "peftkit-lmdemo-"))
-    const rows = await Effect.runPromise(lmDemo({ out, modelDir: dir, backend: "wasm", seed: 0, iters: 12 }).pipe(Effect.provide(layers)))
+    const rows = await Effect.runPromise(lmDemo({ out, modelDir: dir, backend: "wasm", seed: 0, iters: 12, recipe }).pipe(Effect.provide(layers)))
     expect(rows.map((r) => r.method)).toEqual(["lora", "cola", "full"])
     expect(rows[0]!.params).toBe(rows[1]!.params)
     for (const row of rows) {

@@ -12,7 +12,7 @@ import type { Tokenizer } from "@peftkit/tokenizers"
 import type { CausalLM } from "@peftkit/models"
 import { Effect, Schema } from "effect"
 import { join, resolve } from "node:path"
-import { ensureBuiltinModel } from "./BuiltinModel.js"
+import { type BuiltinRecipe, ensureBuiltinModel } from "./BuiltinModel.js"
 import { factQuestions, factTable, foods, type QaExample } from "./Corpus.js"
 
 export interface LmDemoSettings {
@@ -21,22 +21,31 @@ export interface LmDemoSettings {
   readonly backend: "auto" | "wasm" | "cpu" | "webgpu" | "node" | "node-gpu"
   readonly seed: number
   readonly iters: number
+  /** How the built-in model is made (default `defaultRecipe`). */
+  readonly recipe?: BuiltinRecipe
 }
 
 /** Share of questions whose true food gets the highest summed log-likelihood among all 16. */
 export const recall = (model: CausalLM, tokenizer: Tokenizer, examples: ReadonlyArray<QaExample>) =>
   Effect.gen(function* () {
     let correct = 0
-    for (const example of examples) {
-      const animal = /the (\w+) eats/.exec(example.completion)![1]!
-      const prompt = tokenizer.encode(example.prompt)
-      const sequences = foods.map((food) => {
-        const full = tokenizer.encode(`${example.prompt} the ${animal} eats ${food} .`)
-        return { inputIds: full, optionLength: full.length - prompt.length }
+    // Eight questions (128 candidate sequences) per forward pass.
+    for (let start = 0; start < examples.length; start += 8) {
+      const group = examples.slice(start, start + 8)
+      const sequences = group.flatMap((example) => {
+        const animal = /the (\w+) eats/.exec(example.completion)![1]!
+        const prompt = tokenizer.encode(example.prompt)
+        return foods.map((food) => {
+          const full = tokenizer.encode(`${example.prompt} the ${animal} eats ${food} .`)
+          return { inputIds: full, optionLength: full.length - prompt.length }
+        })
       })
       const scores = yield* scoreOptions(model, sequences, { padTokenId: tokenizer.padTokenId })
-      const best = scores.reduce((bestIndex, score, i) => (score.sum > scores[bestIndex]!.sum ? i : bestIndex), 0)
-      if (example.completion.includes(` ${foods[best]} `)) correct++
+      group.forEach((example, i) => {
+        const own = scores.slice(i * foods.length, (i + 1) * foods.length)
+        const best = own.reduce((bestIndex, score, j) => (score.sum > own[bestIndex]!.sum ? j : bestIndex), 0)
+        if (example.completion.includes(` ${foods[best]} `)) correct++
+      })
     }
     return correct / examples.length
   })
@@ -47,7 +56,7 @@ export const lmDemo = (settings: LmDemoSettings) =>
   Effect.gen(function* () {
     const started = performance.now()
     const out = resolve(settings.out)
-    const built = yield* ensureBuiltinModel(settings.modelDir)
+    const built = yield* ensureBuiltinModel(settings.modelDir, settings.recipe)
     console.log(built.built ? `built-in model pretrained on task A in ${built.seconds.toFixed(1)} s (final loss ${built.finalLoss.toFixed(3)}): ${settings.modelDir}` : `built-in model: ${settings.modelDir} (cached)`)
 
     // Task B as a jsonl directory, like any user's data.
