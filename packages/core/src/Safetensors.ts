@@ -189,17 +189,31 @@ const utf8Decoder = new TextDecoder("utf-8", { fatal: true })
 const utf8Encoder = new TextEncoder()
 
 /** Decodes and validates a whole file; throws `InvalidSafetensors`. Tensor data are views into `bytes`. */
-export const decodeSync = (bytes: Uint8Array, path?: string): SafetensorsFile => {
-  if (bytes.byteLength < 8) return fail("truncated", `file is ${bytes.byteLength} bytes, shorter than the 8-byte header length`, undefined, path)
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true)
+/** Where each tensor's bytes are, relative to the data section at `dataStart`. */
+export interface SafetensorsLayout {
+  readonly metadata: Readonly<Record<string, string>>
+  /** Byte offset of the data section in the file (8 + header length). */
+  readonly dataStart: number
+  readonly entries: ReadonlyArray<{ readonly name: string; readonly dtype: Dtype; readonly shape: ReadonlyArray<number>; readonly begin: number; readonly end: number }>
+}
+
+/**
+ * Validates a file from its first bytes and its total length alone: everything `decode` checks but
+ * the data itself (header bounds and JSON, dtypes, shapes and sizes, offsets without holes, overlaps
+ * or trailing bytes). `prefix` must hold at least the 8-byte length and the header. Lets a loader
+ * read tensors one at a time instead of the whole file.
+ */
+export const decodeLayoutSync = (prefix: Uint8Array, fileLength: number, path?: string): SafetensorsLayout => {
+  if (fileLength < 8 || prefix.byteLength < 8) return fail("truncated", `file is ${fileLength} bytes, shorter than the 8-byte header length`, undefined, path)
+  const headerLength = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true)
   if (headerLength > BigInt(MAX_HEADER_SIZE)) {
     return fail("header-too-large", `header length ${headerLength} exceeds ${MAX_HEADER_SIZE}`, undefined, path)
   }
   const n = Number(headerLength)
-  if (8 + n > bytes.byteLength) {
-    return fail("truncated", `header length ${n} needs ${8 + n} bytes, file has ${bytes.byteLength}`, undefined, path)
+  if (8 + n > fileLength || 8 + n > prefix.byteLength) {
+    return fail("truncated", `header length ${n} needs ${8 + n} bytes, file has ${fileLength}`, undefined, path)
   }
-  const headerBytes = bytes.subarray(8, 8 + n)
+  const headerBytes = prefix.subarray(8, 8 + n)
   // The spec requires the JSON to start with '{' (trailing space padding is allowed, leading is not).
   if (headerBytes[0] !== 0x7b) return fail("header-not-object", "header does not begin with '{'", undefined, path)
   let header: unknown
@@ -210,7 +224,7 @@ export const decodeSync = (bytes: Uint8Array, path?: string): SafetensorsFile =>
   }
   if (!isPlainObject(header)) return fail("header-not-object", "header JSON is not an object", undefined, path)
 
-  const data = bytes.subarray(8 + n)
+  const dataLength = fileLength - 8 - n
   let metadata: Record<string, string> = {}
   const entries: Array<Entry> = []
   for (const [name, value] of Object.entries(header)) {
@@ -225,7 +239,7 @@ export const decodeSync = (bytes: Uint8Array, path?: string): SafetensorsFile =>
       metadata = Object.fromEntries(Object.entries(value as Record<string, string>))
       continue
     }
-    entries.push(parseEntry(name, value, data.byteLength, path))
+    entries.push(parseEntry(name, value, dataLength, path))
   }
 
   // Array.prototype.sort is stable, so zero-size tensors sharing an offset keep header order.
@@ -241,13 +255,18 @@ export const decodeSync = (bytes: Uint8Array, path?: string): SafetensorsFile =>
     }
     cursor = entry.end
   }
-  if (cursor !== data.byteLength) {
-    return fail("trailing-bytes", `data section is ${data.byteLength} bytes, tensors end at ${cursor}`, undefined, path)
+  if (cursor !== dataLength) {
+    return fail("trailing-bytes", `data section is ${dataLength} bytes, tensors end at ${cursor}`, undefined, path)
   }
+  return { metadata, dataStart: 8 + n, entries }
+}
 
+export const decodeSync = (bytes: Uint8Array, path?: string): SafetensorsFile => {
+  const layout = decodeLayoutSync(bytes, bytes.byteLength, path)
+  const data = bytes.subarray(layout.dataStart)
   return {
-    metadata,
-    tensors: entries.map(({ name, dtype, shape, begin, end }) => ({ name, dtype, shape, data: data.subarray(begin, end) }))
+    metadata: layout.metadata,
+    tensors: layout.entries.map(({ name, dtype, shape, begin, end }) => ({ name, dtype, shape, data: data.subarray(begin, end) }))
   }
 }
 

@@ -7,9 +7,10 @@
  * 1. headers only (8 + N bytes per file): every tensor the architecture needs must be present, once,
  *    with the shape the config implies and a float dtype (`InvalidCheckpoint` / `ShapeMismatch`
  *    naming the tensor); shards that are listed but absent are `InvalidCheckpoint` with their path.
- * 2. data, one file at a time: read the file, validate it in full (`Safetensors.decode`), turn the
- *    tensors we need into tfjs tensors (copies), drop the bytes, then read the next file. Peak memory
- *    is the float32 weights loaded so far plus one file's bytes, never two copies of the model;
+ * 2. data, one tensor at a time: validate each file's layout from its header and size (core's
+ *    `decodeLayoutSync`), then read only the tensors we need, each into its own buffer, turned into a
+ *    tfjs tensor before the next is read. Peak memory is the float32 weights loaded so far plus one
+ *    tensor's bytes: never two copies of the model, even for a single-file checkpoint;
  *    files that hold only unneeded tensors are not read at all. On failure, tensors already made
  *    are disposed.
  *
@@ -22,7 +23,7 @@ import type * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import type { ModelConfig } from "../ModelConfig.js"
 import { decodeHfConfig } from "./HfConfig.js"
-import { isFile, joinPath, readSafetensorsHeader, readWholeFile } from "./internal/NodeFiles.js"
+import { isFile, joinPath, readSafetensorsHeader, readSafetensorsTensors } from "./internal/NodeFiles.js"
 import { disposeWeights, type LoadCheckpointError, type LoadedCheckpoint } from "./LoadedCheckpoint.js"
 import { hfWeightShapes, isDerivedBuffer, LM_HEAD, normalizeWeightName } from "./WeightSpec.js"
 
@@ -168,7 +169,7 @@ export const loadHfModel = (dir: string): Effect.Effect<LoadedCheckpoint, LoadCh
 
 const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => a.length === b.length && a.every((dim, i) => dim === b[i])
 
-// The bytes live only inside this call: once it returns, nothing references them.
+// Tensor by tensor: only one tensor's bytes are held at a time, never a whole file.
 const loadFile = (
   path: string,
   wanted: ReadonlyMap<string, string>,
@@ -176,16 +177,17 @@ const loadFile = (
   weights: Map<string, tf.Tensor>
 ): Effect.Effect<void, LoadCheckpointError> =>
   Effect.gen(function* () {
-    const decoded = yield* Safetensors.decode(yield* readWholeFile(path), path)
-    for (const view of decoded.tensors) {
-      const name = wanted.get(view.name)
-      if (name === undefined) continue
+    let mismatch: ShapeMismatch | undefined
+    yield* readSafetensorsTensors(path, (rawName) => wanted.has(rawName), (view) => {
+      const name = wanted.get(view.name)!
       const shape = expected.get(name)!
       // The header was checked in pass 1; a file rewritten since is caught here.
-      if (!sameShape(view.shape, shape)) return yield* new ShapeMismatch({ what: name, expected: shape, actual: view.shape })
-      weights.set(name, Safetensors.toTensor(view))
-    }
+      if (!sameShape(view.shape, shape)) mismatch ??= new ShapeMismatch({ what: name, expected: shape, actual: view.shape })
+      else weights.set(name, Safetensors.toTensor(view))
+    })
+    if (mismatch !== undefined) return yield* mismatch
     for (const [rawName, name] of wanted) {
       if (!weights.has(name)) return yield* new InvalidCheckpoint({ path, tensor: rawName, reason: "vanished from the file between header check and load" })
     }
   })
+

@@ -55,35 +55,47 @@ export const listDir = (dir: string): Effect.Effect<ReadonlyArray<string>, FileE
 /** Removes a file if it exists. */
 export const removeFile = (path: string): Effect.Effect<void, FileError> => attempt(path, "write", (fs) => fs.rm(path, { force: true }))
 
-// fs.readFile refuses files over 2 GiB; positioned reads into one buffer reach the engine's limit
-// for a single ArrayBuffer (4 GiB on Node 20, more on Node 22+).
+// fs.read takes at most 2 GiB per call: larger tensors are read in 1 GiB positioned reads.
 const CHUNK = 1 << 30
 
+const readRange = async (handle: Awaited<ReturnType<Fs["open"]>>, bytes: Uint8Array, position: number): Promise<void> => {
+  let done = 0
+  while (done < bytes.byteLength) {
+    const { bytesRead } = await handle.read(bytes, done, Math.min(CHUNK, bytes.byteLength - done), position + done)
+    if (bytesRead === 0) throw new Error(`file shrank while reading (${done} of ${bytes.byteLength} bytes at ${position})`)
+    done += bytesRead
+  }
+}
+
 /**
- * A whole file as a plain `Uint8Array`, read in 1 GiB positioned reads, so files over 2 GiB (a
- * 1.1B-parameter model in one BF16 `model.safetensors`) load. The file is allocated once, exactly.
+ * Validates a safetensors file from its header and size (core's `decodeLayoutSync`: dtypes, shapes,
+ * offsets without holes, overlaps or trailing bytes), then reads only the tensors `wanted` selects,
+ * each into its own buffer and handed to `use` before the next is read. Peak memory is one tensor's
+ * bytes on top of what `use` keeps, never the whole file.
  */
-export const readWholeFile = (path: string): Effect.Effect<Uint8Array, FileError> =>
-  attempt(path, "read", async (fs) => {
-    const handle = await fs.open(path, "r")
-    try {
-      const { size } = await handle.stat()
-      let bytes: Uint8Array
-      try {
-        bytes = new Uint8Array(size)
-      } catch (error) {
-        throw new Error(`cannot allocate ${size} bytes in one buffer (${reasonOf(error)}); shard the checkpoint into smaller files`)
+export const readSafetensorsTensors = (
+  path: string,
+  wanted: (name: string) => boolean,
+  use: (view: Safetensors.TensorView) => void
+): Effect.Effect<void, FileError | Safetensors.InvalidSafetensors> =>
+  Effect.gen(function* () {
+    const handle = yield* attempt(path, "read", (fs) => fs.open(path, "r"))
+    const release = Effect.promise(() => handle.close())
+    yield* Effect.gen(function* () {
+      const { size } = yield* attempt(path, "stat", () => handle.stat())
+      const lengthBytes = new Uint8Array(8)
+      yield* attempt(path, "read", () => readRange(handle, lengthBytes.subarray(0, Math.min(8, size)), 0))
+      const headerLength = size >= 8 ? Number(new DataView(lengthBytes.buffer).getBigUint64(0, true)) : 0
+      const prefix = new Uint8Array(Math.min(size, 8 + Math.min(headerLength, Safetensors.MAX_HEADER_SIZE)))
+      yield* attempt(path, "read", () => readRange(handle, prefix, 0))
+      const layout = yield* Effect.try({ try: () => Safetensors.decodeLayoutSync(prefix, size, path), catch: (error) => error as Safetensors.InvalidSafetensors })
+      for (const entry of layout.entries) {
+        if (!wanted(entry.name)) continue
+        const data = new Uint8Array(entry.end - entry.begin)
+        yield* attempt(path, "read", () => readRange(handle, data, layout.dataStart + entry.begin))
+        use({ name: entry.name, dtype: entry.dtype, shape: entry.shape, data })
       }
-      let position = 0
-      while (position < size) {
-        const { bytesRead } = await handle.read(bytes, position, Math.min(CHUNK, size - position), position)
-        if (bytesRead === 0) throw new Error(`file shrank while reading (${position} of ${size} bytes read)`)
-        position += bytesRead
-      }
-      return bytes
-    } finally {
-      await handle.close()
-    }
+    }).pipe(Effect.ensuring(release))
   })
 
 /** One tensor's entry in a safetensors header, as declared (checked in full when the file is decoded). */
