@@ -7,6 +7,12 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
+import { providers } from "@peftkit/backend-cpu"
+import { Backend } from "@peftkit/core"
+import { loadAdapter } from "@peftkit/lora"
+import { loadCausalLM } from "@peftkit/models"
+import * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
 import { run } from "../src/index.js"
 
 const repo = fileURLToPath(new URL("../../..", import.meta.url))
@@ -103,6 +109,20 @@ describe.skipIf(!haveShared)("peftkit on stories260K (shared data)", () => {
     expect((await cli("merge", "--model", stories, "--adapter-path", adapter, "--save-path", merged, "--backend", "wasm")).code).toBe(0)
     const mergedEval = await cli("eval", "--model", merged, "--no-adapter", "--data", data, "--backend", "wasm")
     expect(Math.abs(loss(mergedEval.stderr) - loss(withAdapter.stderr))).toBeLessThan(1e-3)
+    // And logit by logit: base + adapter vs the merged HF directory (llama2.c RoPE layout converted to HF's on save).
+    const logits = await Effect.runPromise(
+      Effect.gen(function* () {
+        const ids = tf.tensor2d([[1, 403, 407, 261, 378, 432, 383, 286]], [1, 8], "int32")
+        const adapted = (yield* loadCausalLM(stories)).model
+        yield* loadAdapter(adapter, adapted)
+        const fused = (yield* loadCausalLM(merged)).model
+        const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(adapted.forward(ids), fused.forward(ids)))).dataSync()[0]!)
+        adapted.dispose()
+        fused.dispose()
+        return diff
+      }).pipe(Effect.provide(Backend.layer("wasm", providers)))
+    )
+    expect(logits).toBeLessThan(1e-4)
 
     // export: compress the rank-16 chain to rank 8; the error is reported and the result loads.
     const exported = await cli("export", "--adapter-path", adapter, "--save-path", join(out, "r8"), "--rank", "8", "--backend", "wasm")
