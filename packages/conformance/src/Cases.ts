@@ -155,17 +155,24 @@ const colaKnot: ConformanceCase = {
   })
 }
 
-/** Twelve LoRA steps of the tiny Llama on fixed token batches: the per-step losses. */
+/**
+ * Twelve AdamW steps of LoRA on the tiny Llama memorising one fixed batch: the per-step losses.
+ * The tolerance is wider than the single-step cases' on purpose: for gradient entries near Adam's
+ * epsilon the update is close to sign(g), so float32 rounding differences between backends (other
+ * summation orders on a GPU) become full learning-rate-sized steps and the trajectories drift apart.
+ * Measured: wasm 2e-7, WebGPU on lavapipe 5e-3 after 12 steps, while every single forward, backward
+ * and AdamW step above agrees to 1e-6.
+ */
 const trainingRun: ConformanceCase = {
-  name: "a short LoRA training run",
-  tolerance: 1e-3,
+  name: "a short LoRA training run (12 AdamW steps)",
+  tolerance: 1e-2,
   run: Effect.gen(function* () {
     const model = Llama.init(tinyLlama, 60)
     const set = AdapterSet.inject(model, lora, loraConfig({ r: 4, alpha: 8, targetModules: ["q_proj", "v_proj"] }), { targetModules: ["q_proj", "v_proj"], seed: 61 })
     const optimizer = adamw([{ params: set.parameters() }], { weightDecay: 0 })
     const result = yield* train({
       loss: (batch: { ids: tf.Tensor2D }) => causalLmLoss(model.forward(batch.ids, { training: true }), batch.ids, tf.cast(tf.onesLike(batch.ids), "float32") as tf.Tensor2D),
-      batch: (step) => ({ ids: tf.randomUniform([4, 12], 3, 96, "int32", mixSeed(62, step)) as tf.Tensor2D }),
+      batch: () => ({ ids: tf.randomUniform([4, 12], 3, 96, "int32", mixSeed(62, 0)) as tf.Tensor2D }),
       optimizer,
       steps: 12,
       learningRate: makeSchedule({ kind: "linear", peak: 2e-2, totalSteps: 12, warmupSteps: 2 }),

@@ -1,0 +1,30 @@
+/**
+ * The conformance suite on WebGPU in Node: Dawn (the `webgpu` package) on whatever Vulkan driver the
+ * machine has; in this project's CI that is Mesa 25's software rasterizer (lavapipe), installed by
+ * scripts/install-test-system-deps.sh. Skips, saying why, where no WebGPU adapter can be had.
+ */
+import { providers as cpuProviders } from "@peftkit/backend-cpu"
+import { formatReport, runConformance } from "@peftkit/conformance"
+import { selectBackend } from "@peftkit/core"
+import { Effect, Either } from "effect"
+import { describe, expect, it } from "vitest"
+import { providers } from "../src/index.js"
+
+const all = [...providers, ...cpuProviders]
+const probe = await Effect.runPromise(Effect.either(selectBackend("webgpu", all)))
+const unavailable = Either.isLeft(probe) ? probe.left.message : undefined
+if (unavailable !== undefined) console.log(`WebGPU conformance skipped: ${unavailable}`)
+else console.log(`WebGPU adapter: ${probe.right.info.device}`)
+
+describe.skipIf(unavailable !== undefined)("conformance on webgpu (Dawn in Node)", () => {
+  it("every case agrees with the CPU reference within its tolerance and leaks no tensor", async () => {
+    const reports = await Effect.runPromise(runConformance("webgpu", all))
+    console.log(reports.map(formatReport).join("\n"))
+    expect(reports).toHaveLength(5)
+    for (const report of reports) {
+      expect(report.backend).toBe("webgpu")
+      expect(report.leaked, report.name).toBe(0)
+      expect(report.maxError, `${report.name}: worst at ${report.worst}`).toBeLessThanOrEqual(report.tolerance)
+    }
+  }, 300_000)
+})
