@@ -13,8 +13,7 @@ import { providers } from "../src/index.js"
 const all = [...providers, ...cpuProviders]
 const probe = await Effect.runPromise(Effect.either(selectBackend("webgpu", all)))
 const unavailable = Either.isLeft(probe) ? probe.left.message : undefined
-if (unavailable !== undefined) console.log(`WebGPU conformance skipped: ${unavailable}`)
-else console.log(`WebGPU adapter: ${probe.right.info.device}`)
+console.log(Either.isLeft(probe) ? `WebGPU conformance skipped: ${probe.left.message}` : `WebGPU adapter: ${probe.right.info.device}`)
 
 describe.skipIf(unavailable !== undefined)("conformance on webgpu (Dawn in Node)", () => {
   it("every case agrees with the CPU reference within its tolerance and leaks no tensor", async () => {
