@@ -35,8 +35,8 @@ type ChainStateJson = typeof ChainStateJson.Encoded
 
 const linkKey = (link: number, moduleName: string, part: "a" | "b" | "delta") => `link.${link}.${moduleName}.${part}`
 
-/** The chain's checkpoint files. Reads the current adapters back from the device: off the hot path. */
-export const chainCheckpointFiles = (chain: Chain<{ readonly r: number }>): CheckpointFiles => {
+/** The chain's checkpoint files. Reads the current adapters back asynchronously (GPU-safe). */
+export const chainCheckpointFiles = (chain: Chain<{ readonly r: number }>): Effect.Effect<CheckpointFiles> => {
   const inputs: Array<Safetensors.TensorInput> = []
   for (const record of chain.history) {
     for (const [moduleName, update] of record.updates) {
@@ -55,16 +55,16 @@ export const chainCheckpointFiles = (chain: Chain<{ readonly r: number }>): Chec
     history: chain.history.map((record) => ({ link: record.link, startStep: record.startStep, endStep: record.endStep, rank: record.rank, modules: [...record.updates.keys()] })),
     randomState: chain.adapters.randomState()
   }
-  const adapterTensors = chain.adapters.stateDict()
-  try {
-    return {
-      [CHAIN_LINKS_FILE]: Safetensors.encode(inputs),
-      [CHAIN_ADAPTERS_FILE]: Safetensors.encodeTensors(adapterTensors),
-      [CHAIN_STATE_FILE]: `${JSON.stringify(state, null, 2)}\n`
-    }
-  } finally {
-    Object.values(adapterTensors).forEach((tensor) => tensor.dispose())
-  }
+  return Effect.acquireUseRelease(
+    Effect.sync(() => chain.adapters.stateDict()),
+    (adapterTensors) =>
+      Effect.map(Effect.promise(() => Safetensors.encodeTensorsAsync(adapterTensors)), (adapters) => ({
+        [CHAIN_LINKS_FILE]: Safetensors.encode(inputs),
+        [CHAIN_ADAPTERS_FILE]: adapters,
+        [CHAIN_STATE_FILE]: `${JSON.stringify(state, null, 2)}\n`
+      })),
+    (adapterTensors) => Effect.sync(() => Object.values(adapterTensors).forEach((tensor) => tensor.dispose()))
+  )
 }
 
 export type RestoreChainError = FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint | ShapeMismatch | ConfigError

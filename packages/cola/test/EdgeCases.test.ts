@@ -88,10 +88,10 @@ describe("chain edge cases", () => {
     const root = mkdtempSync(join(tmpdir(), "peftkit-badrestore-"))
     const first = setup({ totalSteps: 30, links: 3 })
     await first.run(15)
-    const dir = await Effect.runPromise(writeCheckpoint(root, { step: 15 }, chainCheckpointFiles(first.cola)))
+    const dir = await Effect.runPromise(Effect.flatMap(chainCheckpointFiles(first.cola), (files) => writeCheckpoint(root, { step: 15 }, files)))
     const target = setup({ totalSteps: 30, links: 3 })
     const weights = target.layers.map((l) => values(l.weight))
-    const good = chainCheckpointFiles(first.cola)[CHAIN_ADAPTERS_FILE] as Uint8Array
+    const good = (await Effect.runPromise(chainCheckpointFiles(first.cola)))[CHAIN_ADAPTERS_FILE] as Uint8Array
     writeFileSync(join(dir, CHAIN_ADAPTERS_FILE), good.subarray(0, 40))
     const error = await Effect.runPromise(Effect.flip(restoreChain(target.cola, dir)))
     expect(error._tag).toBe("InvalidSafetensors")
@@ -109,7 +109,7 @@ describe("chain edge cases", () => {
     const root = mkdtempSync(join(tmpdir(), "peftkit-dropresume-"))
     const first = setup({ totalSteps: 30, links: 3 })
     await first.run(15)
-    const dir = await Effect.runPromise(writeCheckpoint(root, { step: 15 }, chainCheckpointFiles(first.cola)))
+    const dir = await Effect.runPromise(Effect.flatMap(chainCheckpointFiles(first.cola), (files) => writeCheckpoint(root, { step: 15 }, files)))
     const resumed = setup({ totalSteps: 30, links: 3 })
     await Effect.runPromise(restoreChain(resumed.cola, dir))
     // Same optimizer state as the interrupted run: copy it over (core's restoreOptimizer does this from a file).

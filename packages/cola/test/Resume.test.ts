@@ -66,7 +66,12 @@ describe("resume", () => {
       const root = mkdtempSync(join(tmpdir(), "peftkit-resume-"))
       const first = makeRun()
       const save = (step: number) =>
-        Effect.asVoid(writeCheckpoint(root, { step, link: first.chain.link }, { ...chainCheckpointFiles(first.chain), "optimizer.safetensors": optimizerStateFile(first.optimizer) }))
+        Effect.asVoid(
+          Effect.gen(function* () {
+            const files = { ...(yield* chainCheckpointFiles(first.chain)), "optimizer.safetensors": yield* optimizerStateFile(first.optimizer) }
+            return yield* writeCheckpoint(root, { step, link: first.chain.link }, files)
+          })
+        )
       await first.run(0, stopAt, (step) => (step === stopAt ? save(step) : Effect.void))
       // "Crash": nothing of the first run is used below.
 
@@ -88,7 +93,7 @@ describe("resume", () => {
   it("keeps only the newest checkpoints, and restoring into an advanced chain is refused", async () => {
     const root = mkdtempSync(join(tmpdir(), "peftkit-keep-"))
     const run = makeRun()
-    await run.run(0, 12, (step) => Effect.asVoid(writeCheckpoint(root, { step }, chainCheckpointFiles(run.chain), { keep: 2 })))
+    await run.run(0, 12, (step) => Effect.asVoid(Effect.flatMap(chainCheckpointFiles(run.chain), (files) => writeCheckpoint(root, { step }, files, { keep: 2 }))))
     expect(readdirSync(root).sort()).toEqual(["step-000011", "step-000012"])
     const error = await Effect.runPromise(Effect.flip(restoreChain(run.chain, join(root, "step-000012"))))
     expect(error._tag).toBe("InvalidCheckpoint")

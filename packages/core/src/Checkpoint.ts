@@ -121,15 +121,13 @@ export const readTrainerState = (dir: string): Effect.Effect<TrainerState, FileE
     return state as TrainerState
   })
 
-/** The optimizer's state as a safetensors file (reads the state back: call it off the hot path). */
-export const optimizerStateFile = (optimizer: Optimizer): Uint8Array => {
-  const state = optimizer.stateDict()
-  try {
-    return Safetensors.encodeTensors(state, { optimizer: optimizer.name })
-  } finally {
-    Object.values(state).forEach((tensor) => tensor.dispose())
-  }
-}
+/** The optimizer's state as a safetensors file (reads the state back asynchronously, GPU-safe). */
+export const optimizerStateFile = (optimizer: Optimizer): Effect.Effect<Uint8Array> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => optimizer.stateDict()),
+    (state) => Effect.promise(() => Safetensors.encodeTensorsAsync(state, { optimizer: optimizer.name })),
+    (state) => Effect.sync(() => Object.values(state).forEach((tensor) => tensor.dispose()))
+  )
 
 /** Restores optimizer state saved by `optimizerStateFile` into `optimizer` (parameters set already). */
 export const restoreOptimizer = (

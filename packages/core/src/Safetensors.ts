@@ -571,9 +571,9 @@ export const encode = (tensors: ReadonlyArray<TensorInput>, metadata?: Readonly<
 const tfDtypes: Partial<Record<tf.DataType, Dtype>> = { float32: "F32", int32: "I32", bool: "BOOL" }
 
 /**
- * Encodes named tfjs tensors (float32 -> F32, int32 -> I32, bool -> BOOL) in key order. It reads
- * them with `dataSync`, which blocks on GPU backends: saving is off the training hot path, and a
- * synchronous encoder keeps the bytes consistent with the tensors at the moment of the call.
+ * Encodes named tfjs tensors (float32 -> F32, int32 -> I32, bool -> BOOL) in key order, reading them
+ * with `dataSync`. Only for tensors the host can read synchronously (CPU and wasm backends): on
+ * WebGPU `dataSync` fails (Node) or returns zeros (browsers). Product code uses `encodeTensorsAsync`.
  */
 export const encodeTensors = (named: Readonly<Record<string, tf.Tensor>>, metadata?: Readonly<Record<string, string>>): Uint8Array =>
   encode(
@@ -584,3 +584,17 @@ export const encodeTensors = (named: Readonly<Record<string, tf.Tensor>>, metada
     }),
     metadata
   )
+
+/** `encodeTensors` for every backend: reads each tensor with `await data()` (GPU-safe, non-blocking). */
+export const encodeTensorsAsync = async (
+  named: Readonly<Record<string, tf.Tensor>>,
+  metadata?: Readonly<Record<string, string>>
+): Promise<Uint8Array> => {
+  const inputs: Array<TensorInput> = []
+  for (const [name, tensor] of Object.entries(named)) {
+    const dtype = tfDtypes[tensor.dtype]
+    if (dtype === undefined) return fail("unsupported-dtype", `tfjs dtype '${tensor.dtype}' has no safetensors encoding here`, name)
+    inputs.push({ name, dtype, shape: tensor.shape, data: (await tensor.data()) as TypedArray })
+  }
+  return encode(inputs, metadata)
+}

@@ -6,7 +6,7 @@ import type * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { readFileBytes, writeFileAtomic } from "./AtomicFile.js"
 import type { FileError } from "./Errors.js"
-import { decode, encodeTensors } from "./Safetensors.js"
+import { decode, encodeTensorsAsync } from "./Safetensors.js"
 import type { InvalidSafetensors, SafetensorsFile } from "./Safetensors.js"
 
 /** Reads and validates a whole file; tensor data are views into the bytes read. */
@@ -24,6 +24,6 @@ export const writeSafetensors = (
   metadata?: Readonly<Record<string, string>>
 ): Effect.Effect<void, FileError> =>
   Effect.flatMap(
-    Effect.sync(() => encodeTensors(tensors, metadata)),
+    Effect.promise(() => encodeTensorsAsync(tensors, metadata)),
     (bytes) => writeFileAtomic(path, bytes)
   )

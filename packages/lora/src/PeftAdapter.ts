@@ -123,19 +123,22 @@ const joinPath = (dir: string, file: string) => `${dir.replace(/\/+$/, "")}/${fi
 
 /**
  * The two files of a PEFT LoRA directory, as bytes: tensors keyed `<module>.lora_A.weight` /
- * `<module>.lora_B.weight` (prefixed here) and the config. Reads the tensors: off the hot path.
+ * `<module>.lora_B.weight` (prefixed here) and the config. Reads the tensors asynchronously (GPU-safe).
  */
 export const peftLoraFiles = (
   config: LoraConfig,
   tensors: Readonly<Record<string, tf.Tensor>>,
   options: PeftSaveOptions = {}
-): { readonly [ADAPTER_WEIGHTS_FILE]: Uint8Array; readonly [ADAPTER_CONFIG_FILE]: string } => ({
-  [ADAPTER_WEIGHTS_FILE]: Safetensors.encodeTensors(
-    Object.fromEntries(Object.entries(tensors).map(([key, tensor]) => [`${PEFT_KEY_PREFIX}${key}`, tensor])),
-    { format: "pt" }
-  ),
-  [ADAPTER_CONFIG_FILE]: `${JSON.stringify(toPeftConfig(config, options), null, 2)}\n`
-})
+): Effect.Effect<{ readonly [ADAPTER_WEIGHTS_FILE]: Uint8Array; readonly [ADAPTER_CONFIG_FILE]: string }> =>
+  Effect.map(
+    Effect.promise(() =>
+      Safetensors.encodeTensorsAsync(
+        Object.fromEntries(Object.entries(tensors).map(([key, tensor]) => [`${PEFT_KEY_PREFIX}${key}`, tensor])),
+        { format: "pt" }
+      )
+    ),
+    (weights) => ({ [ADAPTER_WEIGHTS_FILE]: weights, [ADAPTER_CONFIG_FILE]: `${JSON.stringify(toPeftConfig(config, options), null, 2)}\n` })
+  )
 
 /**
  * Writes LoRA tensors and their PEFT config into `dir`, each file atomically, weights first. Used
@@ -148,7 +151,7 @@ export const savePeftLora = (
   options: PeftSaveOptions = {}
 ): Effect.Effect<void, FileError> =>
   Effect.gen(function* () {
-    const files = peftLoraFiles(config, tensors, options)
+    const files = yield* peftLoraFiles(config, tensors, options)
     yield* writeFileAtomic(joinPath(dir, ADAPTER_WEIGHTS_FILE), files[ADAPTER_WEIGHTS_FILE])
     yield* writeFileAtomic(joinPath(dir, ADAPTER_CONFIG_FILE), files[ADAPTER_CONFIG_FILE])
   })

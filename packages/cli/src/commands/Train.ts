@@ -163,21 +163,22 @@ export const runTrain = (options: TrainOptions) =>
     yield* say(`method: ${options.method}${options.method === "full" ? "" : ` r=${options.rank} alpha=${options.alpha}${chain ? `, ${chain.links} links (knots at ${chain.knots.join(", ") || "none"})` : ""}`}; ${trainable.toLocaleString("en")} trainable parameters; ${steps} steps of ${options.batchSize}`)
 
     // Checkpoints: everything needed to continue exactly.
-    const checkpointFiles = (): CheckpointFiles => {
-      const files: Record<string, Uint8Array | string> = { "optimizer.safetensors": optimizerStateFile(optimizer) }
-      if (chain !== undefined) Object.assign(files, chainCheckpointFiles(chain))
-      else if (adapters !== undefined) {
-        const tensors = adapters.stateDict()
-        Object.assign(files, peftLoraFiles({ ...adapterConfig, targetModules: adapters.targetModules }, tensors))
-        Object.values(tensors).forEach((t) => t.dispose())
-        files["random_state.json"] = json(adapters.randomState())
-      } else {
-        const tensors = model.stateDict()
-        files[MODEL_STATE_FILE] = Safetensors.encodeTensors(tensors)
-        Object.values(tensors).forEach((t) => t.dispose())
-      }
-      return files
-    }
+    const checkpointFiles = (): Effect.Effect<CheckpointFiles> =>
+      Effect.gen(function* () {
+        const files: Record<string, Uint8Array | string> = { "optimizer.safetensors": yield* optimizerStateFile(optimizer) }
+        if (chain !== undefined) Object.assign(files, yield* chainCheckpointFiles(chain))
+        else if (adapters !== undefined) {
+          const tensors = adapters.stateDict()
+          Object.assign(files, yield* peftLoraFiles({ ...adapterConfig, targetModules: adapters.targetModules }, tensors))
+          Object.values(tensors).forEach((t) => t.dispose())
+          files["random_state.json"] = json(adapters.randomState())
+        } else {
+          const tensors = model.stateDict()
+          files[MODEL_STATE_FILE] = yield* Effect.promise(() => Safetensors.encodeTensorsAsync(tensors))
+          Object.values(tensors).forEach((t) => t.dispose())
+        }
+        return files
+      })
     let startStep = 0
     if (options.resume) {
       const latest = yield* latestCheckpoint(join(out, CHECKPOINTS))
@@ -215,7 +216,7 @@ export const runTrain = (options: TrainOptions) =>
       ...(validBatcher === undefined ? {} : { evalEvery: options.stepsPerEval ?? steps, evaluate: () => meanLoss(model, validBatcher, options.valBatches) }),
       ...(options.saveEvery === undefined
         ? {}
-        : { checkpointEvery: options.saveEvery, checkpoint: (step: number) => Effect.asVoid(writeCheckpoint(join(out, CHECKPOINTS), { step, method: options.method }, checkpointFiles())) })
+        : { checkpointEvery: options.saveEvery, checkpoint: (step: number) => Effect.asVoid(Effect.flatMap(checkpointFiles(), (files) => writeCheckpoint(join(out, CHECKPOINTS), { step, method: options.method }, files))) })
     })
 
     // The result: a PEFT adapter (COLA: the chain as one LoRA), or the whole model for full fine-tuning.

@@ -140,12 +140,13 @@ export const saveHfModel = (
 
     // q/k rows per head: llama2.c pairs (2i, 2i+1), HF halves (i, i + d/2).
     const ropeHeads = config.modelType !== "opt" && config.ropeLayout === "interleaved" ? { q: config.numAttentionHeads, k: config.numKeyValueHeads } : undefined
-    const values = (name: string, tensor: tf.Tensor): Float32Array => {
+    // Read back with `await data()`: GPU-safe (dataSync fails on WebGPU) and non-blocking.
+    const values = async (name: string, tensor: tf.Tensor): Promise<Float32Array> => {
       const match = ropeHeads === undefined ? null : ROPE_ROWS.exec(name)
-      if (match === null || ropeHeads === undefined) return tensor.dataSync() as Float32Array
+      if (match === null || ropeHeads === undefined) return (await tensor.data()) as Float32Array
       const permuted = interleavedToHalf(tensor, match[1] === "q" ? ropeHeads.q : ropeHeads.k)
       try {
-        return permuted.dataSync() as Float32Array
+        return (await permuted.data()) as Float32Array
       } finally {
         permuted.dispose()
       }
@@ -156,14 +157,13 @@ export const saveHfModel = (
     for (const [s, members] of shards.entries()) {
       const file = fileOf(s)
       // Encoded inside the loop: this shard's bytes become garbage before the next is built.
-      const bytes = Safetensors.encode(
-        members.map((i) => {
-          const [name, tensor] = tensors[i]!
-          weightMap[name] = file
-          return { name, dtype, shape: tensor.shape, data: values(name, tensor) }
-        }),
-        { format: "pt" }
-      )
+      const inputs: Array<Safetensors.TensorInput> = []
+      for (const i of members) {
+        const [name, tensor] = tensors[i]!
+        weightMap[name] = file
+        inputs.push({ name, dtype, shape: tensor.shape, data: yield* Effect.promise(() => values(name, tensor)) })
+      }
+      const bytes = Safetensors.encode(inputs, { format: "pt" })
       yield* writeFileAtomic(joinPath(dir, file), bytes)
       written.push(file)
     }
