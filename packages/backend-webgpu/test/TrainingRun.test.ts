@@ -2,6 +2,7 @@
  * `peftkit train` (its `runTrain`) on WebGPU and on wasm from the same seed: stories260K (shared data)
  * with COLA, 20 steps. The per-step losses agree within 1e-2 relative (the conformance suite's AdamW
  * tolerance, see @peftkit/conformance), and the adapter is saved from the GPU (async reads).
+ * (@peftkit/cli resolves through the workspace test alias: a dev dependency would be a cycle.)
  */
 import { providers as cpuProviders } from "@peftkit/backend-cpu"
 import { runTrain, TrainOptions } from "@peftkit/cli"
