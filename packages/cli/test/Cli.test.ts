@@ -139,6 +139,9 @@ describe.skipIf(!haveShared)("peftkit on stories260K (shared data)", () => {
     expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stderr).toContain("resumed from")
     expect(resumed.stderr).toContain("at step 8")
+    const otherMethod = await cli("train", ...args.map((a) => (a === "lora" ? "cola" : a)), "--iters", "12", "--resume")
+    expect(otherMethod.code).toBe(2)
+    expect(lastLine(otherMethod.stderr)).toMatch(/^error: --resume: the checkpoint in .* is from --method lora, not cola$/)
   })
 
   it("train and eval on one of the paper's tasks (RTE, MeZO prompts and sampling)", async () => {

@@ -185,6 +185,9 @@ export const runTrain = (options: TrainOptions) =>
       if (Option.isNone(latest)) return yield* new ConfigError({ field: "train.resume", reason: `no checkpoint under ${join(out, CHECKPOINTS)}` })
       const dir = latest.value.dir
       const state = yield* readTrainerState(dir)
+      if (state.method !== undefined && state.method !== options.method) {
+        return yield* new ConfigError({ field: "train.resume", reason: `the checkpoint in ${dir} is from --method ${String(state.method)}, not ${options.method}` })
+      }
       if (chain !== undefined) yield* restoreChain(chain, dir)
       else if (adapters !== undefined) {
         yield* restoreAdapterWeights(dir, adapters)
@@ -241,6 +244,7 @@ export const runTrain = (options: TrainOptions) =>
       })
     )
     let testLoss: number | undefined
+    if (options.test && data.test.length === 0) yield* say("note: --test given but there is no test split (test.jsonl); skipped")
     if (options.test && data.test.length > 0) {
       testLoss = yield* meanLoss(model, makeBatcher(data.test, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, shuffle: false }), -1)
       yield* say(`Test loss ${testLoss.toFixed(4)}, Test ppl ${Math.exp(testLoss).toFixed(3)}`)
