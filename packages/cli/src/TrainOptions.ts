@@ -52,7 +52,7 @@ export const TrainOptions = Schema.Struct({
   stepsPerReport: Schema.optionalWith(PositiveInt, { default: () => 10 }),
   stepsPerEval: Schema.optional(PositiveInt),
   /** Validation batches per evaluation (-1 = the whole validation set). */
-  valBatches: Schema.optionalWith(Schema.Int, { default: () => 25 }),
+  valBatches: Schema.optionalWith(Schema.Union(Schema.Literal(-1), PositiveInt), { default: () => 25 as const }),
   resume: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** Evaluate on the test split after training. */
   test: Schema.optionalWith(Schema.Boolean, { default: () => false })

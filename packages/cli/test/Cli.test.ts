@@ -2,7 +2,7 @@
  * The `peftkit` command line end to end, in-process: a short train on stories260K (shared data),
  * then eval, generate, merge and export on what it saved; and the documented errors.
  */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -131,15 +131,22 @@ describe.skipIf(!haveShared)("peftkit on stories260K (shared data)", () => {
     expect((await cli("eval", "--model", stories, "--adapter-path", join(out, "r8"), "--data", data, "--backend", "wasm")).code).toBe(0)
   })
 
-  it("--resume continues from the newest checkpoint", async () => {
+  it("--resume continues an interrupted run from its newest checkpoint, and refuses changed options", async () => {
     const adapter = join(out, "lora")
-    const args = ["--model", stories, "--data", data, "--method", "lora", "--batch-size", "4", "--learning-rate", "5e-3", "--adapter-path", adapter, "--save-every", "4", "--backend", "wasm"]
-    expect((await cli("train", ...args, "--iters", "8")).code).toBe(0)
-    const resumed = await cli("train", ...args, "--iters", "12", "--resume")
+    const args = ["--model", stories, "--data", data, "--method", "lora", "--batch-size", "4", "--learning-rate", "5e-3", "--adapter-path", adapter, "--save-every", "4", "--backend", "wasm", "--iters", "12"]
+    expect((await cli("train", ...args)).code).toBe(0)
+    const uninterrupted = readFileSync(join(adapter, "adapter_model.safetensors"))
+    // The "crash": the run's last checkpoint never got written.
+    rmSync(join(adapter, "checkpoints", "step-000012"), { recursive: true })
+    const resumed = await cli("train", ...args, "--resume")
     expect(resumed.code, resumed.stderr).toBe(0)
-    expect(resumed.stderr).toContain("resumed from")
     expect(resumed.stderr).toContain("at step 8")
-    const otherMethod = await cli("train", ...args.map((a) => (a === "lora" ? "cola" : a)), "--iters", "12", "--resume")
+    expect(readFileSync(join(adapter, "adapter_model.safetensors")).equals(uninterrupted)).toBe(true)
+
+    const changed = await cli("train", ...args.map((a) => (a === "12" ? "16" : a)), "--resume")
+    expect(changed.code).toBe(2)
+    expect(lastLine(changed.stderr)).toMatch(/^error: --iters: differs from the checkpoint being resumed \(12, now 16\)/)
+    const otherMethod = await cli("train", ...args.map((a) => (a === "lora" ? "cola" : a)), "--resume")
     expect(otherMethod.code).toBe(2)
     expect(lastLine(otherMethod.stderr)).toMatch(/^error: --resume: the checkpoint in .* is from --method lora, not cola$/)
   })

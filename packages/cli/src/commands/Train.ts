@@ -12,6 +12,8 @@ import {
   ConfigError,
   decodeConfig,
   type FileError,
+  InvalidCheckpoint,
+  ShapeMismatch,
   latestCheckpoint,
   makeSchedule,
   optimizerStateFile,
@@ -32,7 +34,7 @@ import { adamw } from "@peftkit/optimizers"
 import { encodeTrainingExample, loadTask, sampleTask, taskByName } from "@peftkit/tasks"
 import type { Tokenizer } from "@peftkit/tokenizers"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Option } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { join, resolve } from "node:path"
 import { parseFlags } from "../Flags.js"
 import { trainFlags } from "../CommandFlags.js"
@@ -42,6 +44,14 @@ import { TrainOptions } from "../TrainOptions.js"
 
 const CHECKPOINTS = "checkpoints"
 const MODEL_STATE_FILE = "model.safetensors"
+
+/** The options that define a run: a resume must use the same ones, or it trains something else. */
+const RUN_DEFINING = ["model", "data", "task", "method", "rank", "alpha", "rslora", "links", "knotOptimizer", "linkWarmup", "targetModules", "batchSize", "learningRate", "schedule", "warmup", "weightDecay", "seed", "maxSeqLength", "maskPrompt"] as const
+
+const runState = (options: TrainOptions, steps: number) => ({
+  steps,
+  ...Object.fromEntries(RUN_DEFINING.map((key) => [key, options[key] ?? null]))
+})
 
 /** Flags (and --config) to decoded options; `--no-mask-prompt` is the negation of `--mask-prompt`. */
 export const decodeTrainOptions = (argv: ReadonlyArray<string>) =>
@@ -188,15 +198,34 @@ export const runTrain = (options: TrainOptions) =>
       if (state.method !== undefined && state.method !== options.method) {
         return yield* new ConfigError({ field: "train.resume", reason: `the checkpoint in ${dir} is from --method ${String(state.method)}, not ${options.method}` })
       }
+      const current = runState(options, steps) as Record<string, unknown>
+      for (const [key, value] of Object.entries(current)) {
+        if (key in state && JSON.stringify(state[key]) !== JSON.stringify(value)) {
+          const flag = key === "steps" ? "iters" : key
+          return yield* new ConfigError({ field: `train.${flag}`, reason: `differs from the checkpoint being resumed (${JSON.stringify(state[key])}, now ${JSON.stringify(value)}): resume with the same options` })
+        }
+      }
       if (chain !== undefined) yield* restoreChain(chain, dir)
       else if (adapters !== undefined) {
         yield* restoreAdapterWeights(dir, adapters)
-        const random = JSON.parse(new TextDecoder().decode(yield* readCheckpointFile(dir, "random_state.json"))) as Record<string, Array<number>>
+        const bytes = yield* readCheckpointFile(dir, "random_state.json")
+        const random = yield* Effect.try({
+          try: () => JSON.parse(new TextDecoder().decode(bytes)) as unknown,
+          catch: () => new InvalidCheckpoint({ path: `${dir}/random_state.json`, reason: "not JSON" })
+        }).pipe(Effect.flatMap((json) => decodeConfig(Schema.Record({ key: Schema.String, value: Schema.Array(Schema.Number) }), json, "random_state")))
         adapters.setRandomState(random)
       } else {
-        const file = yield* Safetensors.decode(yield* readCheckpointFile(dir, MODEL_STATE_FILE), `${dir}/${MODEL_STATE_FILE}`)
+        const path = `${dir}/${MODEL_STATE_FILE}`
+        const file = yield* Safetensors.decode(yield* readCheckpointFile(dir, MODEL_STATE_FILE), path)
+        const views = new Map(file.tensors.map((view) => [view.name, view]))
         const byName = new Map(model.parameters().map((param) => [param.name, param.variable]))
-        for (const view of file.tensors) tf.tidy(() => byName.get(view.name)?.assign(Safetensors.toTensor(view)))
+        // All or nothing: every parameter present with its shape before any is assigned.
+        for (const [name, variable] of byName) {
+          const view = views.get(name)
+          if (view === undefined) return yield* new InvalidCheckpoint({ path, tensor: name, reason: "missing" })
+          if (!tf.util.arraysEqual([...view.shape], variable.shape)) return yield* new ShapeMismatch({ what: name, expected: variable.shape, actual: view.shape })
+        }
+        for (const [name, variable] of byName) tf.tidy(() => variable.assign(Safetensors.toTensor(views.get(name)!)))
       }
       yield* restoreOptimizer(dir, optimizer)
       startStep = state.step
@@ -219,7 +248,7 @@ export const runTrain = (options: TrainOptions) =>
       ...(validBatcher === undefined ? {} : { evalEvery: options.stepsPerEval ?? steps, evaluate: () => meanLoss(model, validBatcher, options.valBatches) }),
       ...(options.saveEvery === undefined
         ? {}
-        : { checkpointEvery: options.saveEvery, checkpoint: (step: number) => Effect.asVoid(Effect.flatMap(checkpointFiles(), (files) => writeCheckpoint(join(out, CHECKPOINTS), { step, method: options.method }, files))) })
+        : { checkpointEvery: options.saveEvery, checkpoint: (step: number) => Effect.asVoid(Effect.flatMap(checkpointFiles(), (files) => writeCheckpoint(join(out, CHECKPOINTS), { step, ...runState(options, steps) }, files))) })
     })
 
     // The result: a PEFT adapter (COLA: the chain as one LoRA), or the whole model for full fine-tuning.

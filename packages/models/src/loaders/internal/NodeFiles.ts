@@ -86,7 +86,9 @@ export const readSafetensorsTensors = (
       const lengthBytes = new Uint8Array(8)
       yield* attempt(path, "read", () => readRange(handle, lengthBytes.subarray(0, Math.min(8, size)), 0))
       const headerLength = size >= 8 ? Number(new DataView(lengthBytes.buffer).getBigUint64(0, true)) : 0
-      const prefix = new Uint8Array(Math.min(size, 8 + Math.min(headerLength, Safetensors.MAX_HEADER_SIZE)))
+      // A bad length fails on the first 8 bytes (decodeLayoutSync names it), without reading more.
+      const plausible = headerLength <= Safetensors.MAX_HEADER_SIZE && 8 + headerLength <= size
+      const prefix = plausible ? new Uint8Array(8 + headerLength) : lengthBytes
       yield* attempt(path, "read", () => readRange(handle, prefix, 0))
       const layout = yield* Effect.try({ try: () => Safetensors.decodeLayoutSync(prefix, size, path), catch: (error) => error as Safetensors.InvalidSafetensors })
       for (const entry of layout.entries) {
