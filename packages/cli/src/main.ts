@@ -5,6 +5,8 @@
  */
 import { ConfigError } from "@peftkit/core"
 import { Cause, Effect, Exit } from "effect"
+import { realpathSync } from "node:fs"
+import { pathToFileURL } from "node:url"
 import { commands, usage } from "./Commands.js"
 import { flagOf } from "./Flags.js"
 
@@ -46,8 +48,15 @@ export const run = async (argv: ReadonlyArray<string>, out: (text: string) => vo
   return usageError ? 2 : 1
 }
 
-// Run when executed directly (not when imported by tests).
-const entry = process.argv[1]
-if (entry !== undefined && /(?:^|[/\\])(?:main\.js|peftkit)$/.test(entry)) {
-  process.exitCode = await run(process.argv.slice(2))
+// Run only when this file is the program (through the `peftkit` bin link or directly), not when
+// another program that happens to be called main.js imports the package.
+const isEntry = (): boolean => {
+  const entry = process.argv[1]
+  if (entry === undefined) return false
+  try {
+    return pathToFileURL(realpathSync(entry)).href === import.meta.url
+  } catch {
+    return false
+  }
 }
+if (isEntry()) process.exitCode = await run(process.argv.slice(2))

@@ -182,7 +182,3 @@ export class Chain<Config extends { readonly r: number }> {
   }
 }
 
-/** Convenience: `Chain.make` with a decoded chain config. */
-export const makeChain = <Config extends { readonly r: number }>(options: ChainOptions<Config>): Chain<Config> => Chain.make(options)
-
-export type { ChainConfigInput }

@@ -5,7 +5,9 @@ import { readHfTokenizer } from "@peftkit/tokenizers"
 import { Effect, Layer } from "effect"
 import { existsSync, mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
+import { spawnSync } from "node:child_process"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 import { ensureBuiltinModel } from "../src/lm/BuiltinModel.js"
 import { factQuestions, factTable, stories } from "../src/lm/Corpus.js"
@@ -47,5 +49,16 @@ describe("built-in language model and the main job", () => {
     }
     expect(readFileSync(join(out, "report.html"), "utf8").match(/<polyline/g)).toHaveLength(3)
     expect(JSON.parse(readFileSync(join(out, "cola", "adapter_config.json"), "utf8")).r).toBe(16)
+  })
+})
+
+describe("the built main job as a program", () => {
+  it("importing @peftkit/cli does not run the peftkit command (the demo is also called main.js)", () => {
+    const main = fileURLToPath(new URL("../dist/main.js", import.meta.url))
+    if (!existsSync(main)) return // built by `pnpm test`'s tsc -b before vitest runs
+    const result = spawnSync(process.execPath, [main, "--help"], { encoding: "utf8" })
+    expect(result.status).toBe(0)
+    expect(result.stdout).toContain("usage: peftkit-demo")
+    expect(result.stdout).not.toContain("Usage: peftkit <command>")
   })
 })
