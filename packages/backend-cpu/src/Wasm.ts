@@ -8,6 +8,7 @@ import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine } fr
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
+import { installContinuousSlice } from "./internal/continuousSlice.js"
 
 export interface WasmOptions {
   /**
@@ -53,6 +54,7 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
       if (features.multithread) module.setThreadsCount(Math.max(1, Math.floor(options.threads ?? defaultThreads())))
     }
     yield* activateTfjsBackend("wasm", "wasm")
+    installContinuousSlice()
     const threads = module.getThreadsCount()
     const detail = `${features.simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}`
     return {

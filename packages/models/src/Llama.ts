@@ -8,7 +8,7 @@
  * Every projection is a core `Linear` under its HF module name, so adapters inject by PEFT's
  * `target_modules` and save under PEFT's keys.
  */
-import { ConfigError, type Linear, type Parameter } from "@peftkit/core"
+import { ConfigError, type Linear, type Parameter, TransposedWeight } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { attend, mergeHeads, splitHeads } from "./Attention.js"
 import { attentionBias, CausalMask, fullAttentionMask, positionsFromMask } from "./AttentionMask.js"
@@ -16,7 +16,6 @@ import type { CausalLM, ForwardOptions, FromWeightsOptions } from "./CausalLM.js
 import { Embedding } from "./Embedding.js"
 import { checkpointSource, randomSource, type WeightSource } from "./internal/WeightSource.js"
 import { makeLinear } from "./internal/makeLinear.js"
-import { TiedHead } from "./internal/tiedHead.js"
 import { requirePositiveInt } from "./internal/validate.js"
 import { KvCache } from "./KvCache.js"
 import type { LlamaConfig } from "./ModelConfig.js"
@@ -66,7 +65,7 @@ export class Llama implements CausalLM {
   readonly lmHead: Linear | undefined
   private readonly rope: Rope
   private readonly causal: CausalMask
-  private readonly tiedHead: TiedHead | undefined
+  private readonly tiedHead: TransposedWeight | undefined
   private readonly scale: number
 
   /**
@@ -123,7 +122,7 @@ export class Llama implements CausalLM {
     }
     const capacity = Math.min(config.maxPositionEmbeddings, 512)
     this.rope = new Rope(headDim, config.ropeTheta, config.ropeLayout, config.ropeScaling, capacity)
-    this.tiedHead = this.lmHead === undefined ? new TiedHead(this.embedTokens.weight) : undefined
+    this.tiedHead = this.lmHead === undefined ? new TransposedWeight(this.embedTokens.weight) : undefined
     this.causal = new CausalMask(capacity)
     this.scale = 1 / Math.sqrt(headDim)
   }
@@ -204,7 +203,7 @@ export class Llama implements CausalLM {
     this.lmHead?.dispose()
     this.rope.dispose()
     this.causal.dispose()
-    this.tiedHead?.dispose()
+    this.tiedHead?.release()
   }
 
   private attention(layer: LlamaLayer, index: number, x: tf.Tensor, context: ForwardContext): tf.Tensor2D {

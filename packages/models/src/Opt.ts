@@ -9,7 +9,7 @@
  * Positions come from the attention mask as in HF: cumsum(mask) * mask - 1, plus the offset 2, so a
  * left-padded row's first real token sits at position 0 (row 2 of the table) and pads at row 1.
  */
-import { ConfigError, type Linear, type Parameter, ShapeMismatch } from "@peftkit/core"
+import { ConfigError, type Linear, type Parameter, ShapeMismatch, TransposedWeight } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { attend, mergeHeads, splitHeads } from "./Attention.js"
 import { attentionBias, CausalMask, fullAttentionMask } from "./AttentionMask.js"
@@ -17,7 +17,6 @@ import type { CausalLM, ForwardOptions, FromWeightsOptions } from "./CausalLM.js
 import { Embedding } from "./Embedding.js"
 import { checkpointSource, randomSource, type WeightSource } from "./internal/WeightSource.js"
 import { makeLinear } from "./internal/makeLinear.js"
-import { TiedHead } from "./internal/tiedHead.js"
 import { requirePositiveInt } from "./internal/validate.js"
 import { KvCache } from "./KvCache.js"
 import { LayerNorm } from "./LayerNorm.js"
@@ -79,7 +78,7 @@ export class Opt implements CausalLM {
   /** The output head; undefined when tied to `embedTokens`. */
   readonly lmHead: Linear | undefined
   private readonly causal: CausalMask
-  private readonly tiedHead: TiedHead | undefined
+  private readonly tiedHead: TransposedWeight | undefined
   private readonly headDim: number
 
   /**
@@ -133,7 +132,7 @@ export class Opt implements CausalLM {
       for (const module of built) module.dispose()
       throw error
     }
-    this.tiedHead = this.lmHead === undefined ? new TiedHead(this.embedTokens.weight) : undefined
+    this.tiedHead = this.lmHead === undefined ? new TransposedWeight(this.embedTokens.weight) : undefined
     this.causal = new CausalMask(Math.min(config.maxPositionEmbeddings, 512))
     this.headDim = d / config.numAttentionHeads
   }
@@ -224,7 +223,7 @@ export class Opt implements CausalLM {
     this.projectOut?.dispose()
     this.lmHead?.dispose()
     this.causal.dispose()
-    this.tiedHead?.dispose()
+    this.tiedHead?.release()
   }
 
   /** One decoder layer, HF's OPTDecoderLayer: LayerNorm before each block (pre-LN) or after the residual add (post-LN). */
