@@ -12,8 +12,10 @@ import { installContinuousSlice } from "./internal/continuousSlice.js"
 
 export interface WasmOptions {
   /**
-   * Threads to use where multithreading is supported; defaults to `navigator.hardwareConcurrency`.
-   * Ignored where it is not (Node), and once the wasm backend has been initialised.
+   * Threads to use; defaults to the machine's cores (`navigator.hardwareConcurrency`, or
+   * `os.availableParallelism()` in Node). In browsers with cross-origin isolation they size tfjs's
+   * own thread pool. In Node, where tfjs runs single-threaded, they split large matmuls by rows
+   * across worker threads (`internal/parallelMatMul.ts`); 1 turns that off. Read once per process.
    */
   readonly threads?: number
   /**
@@ -27,6 +29,25 @@ const defaultThreads = (): number => {
   const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency
   return typeof n === "number" && n > 0 ? n : 1
 }
+
+const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string"
+
+/**
+ * In Node: worker threads for large matmuls (1 when off or unavailable). The module path is not
+ * a literal so that browser bundles do not pull in node:worker_threads.
+ */
+const parallelMatMulInNode = (requested: number | undefined) =>
+  Effect.gen(function* () {
+    if (!isNode || typeof SharedArrayBuffer === "undefined") return 1
+    const os = yield* Effect.promise(() => import("node:os"))
+    const threads = Math.max(1, Math.floor(requested ?? os.availableParallelism()))
+    if (threads < 2) return 1
+    const path = "./internal/parallelMatMul.js"
+    // Without workers wasm still works, on one thread: the backend info then says 1 thread.
+    return yield* Effect.tryPromise(async () =>
+      ((await import(/* @vite-ignore */ path)) as typeof import("./internal/parallelMatMul.js")).installParallelMatMul({ threads })
+    ).pipe(Effect.orElseSucceed(() => 1))
+  })
 
 /** A wasm provider with explicit options; {@link wasm} is the default one. */
 export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => ({
@@ -55,8 +76,9 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
     }
     yield* activateTfjsBackend("wasm", "wasm")
     installContinuousSlice()
-    const threads = module.getThreadsCount()
-    const detail = `${features.simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}`
+    const matMulThreads = yield* parallelMatMulInNode(options.threads)
+    const threads = Math.max(module.getThreadsCount(), matMulThreads)
+    const detail = `${features.simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}${matMulThreads > 1 ? " for matmuls" : ""}`
     return {
       name: "wasm",
       tfjsName: "wasm",
@@ -66,6 +88,7 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
         simd: features.simd,
         threads,
         multithreadSupported: features.multithread,
+        matMulThreads,
         version: module.version_wasm
       }
     } satisfies BackendInfo

@@ -111,3 +111,24 @@ describe("the contiguous Slice kernel", () => {
     expect(tf.memory().numTensors).toBe(before)
   })
 })
+
+describe("row-parallel matmul (Node worker threads)", () => {
+  it("a large product equals the CPU backend's, for a kept and a new right operand, without leaks", async () => {
+    // 300 x 200 x 160 = 9.6M multiply-adds: above the 2^23 threshold, so the rows are split.
+    const compute = (bSeed: number) => tf.tidy(() => {
+      const a = tf.randomNormal([300, 200], 0, 1, "float32", 21)
+      const b = tf.randomNormal([200, 160], 0, 1, "float32", bSeed)
+      return [tf.matMul(a, b), tf.matMul(tf.mul(a, 2), b)].map((t) => t.dataSync().slice())
+    })
+    await use("cpu")
+    const expected = [compute(22), compute(23)]
+    await use("wasm")
+    const info = tf.engine().backendName
+    expect(info).toBe("wasm")
+    const before = tf.memory().numTensors
+    const actual = [compute(22), compute(23)]
+    expect(tf.memory().numTensors).toBe(before)
+    // 200-term float32 sums: XNNPACK and the JS kernel round in different orders.
+    actual.forEach((pair, i) => pair.forEach((values, j) => close(values, expected[i]![j]!, 1e-4)))
+  })
+})
