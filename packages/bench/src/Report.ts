@@ -1,0 +1,133 @@
+/**
+ * The bench's report: `latest.json` (everything measured) and `latest.md` (the tables), written
+ * atomically under the output directory, and the same Markdown for stdout. Rendering is a pure
+ * function of the result, so it is tested on a fixed object.
+ */
+import { writeFileAtomic } from "@peftkit/core"
+import { Effect } from "effect"
+import { join } from "node:path"
+import type { BackendRun, BenchResult, ColaTiming, MethodTiming, TorchRun, TorchShapeResult } from "./Results.js"
+
+const MiB = 2 ** 20
+
+const fixed = (value: number | undefined, digits: number): string =>
+  value === undefined || !Number.isFinite(value) ? "n/a" : value.toFixed(digits)
+const mib = (bytes: number | undefined): string => (bytes === undefined ? "n/a" : fixed(bytes / MiB, 1))
+const percent = (fraction: number | undefined): string => (fraction === undefined || !Number.isFinite(fraction) ? "n/a" : `${(fraction * 100).toFixed(1)}%`)
+const ratio = (numerator: number | undefined, denominator: number | undefined): string =>
+  numerator === undefined || denominator === undefined || !(denominator > 0) || !Number.isFinite(numerator) ? "n/a" : `${(numerator / denominator).toFixed(2)}x`
+
+const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const line = (cells: ReadonlyArray<string>) => `| ${cells.join(" | ")} |`
+  const align = header.map((_, i) => (i < 3 ? "---" : "---:"))
+  return [line(header), line(align), ...rows.map(line)].join("\n")
+}
+
+type OkBackend = Extract<BackendRun, { status: "ok" }>
+type OkTorch = Extract<TorchRun, { status: "ok" }>
+
+const torchShape = (torch: TorchRun, shape: string): TorchShapeResult | undefined =>
+  torch.status === "ok" ? torch.shapes.find((s) => s.shape === shape) : undefined
+
+const torchLabel = (torch: OkTorch): string => `pytorch ${torch.torchVersion}`
+
+const throughputRow = (backend: string, shape: string, method: string, timing: MethodTiming, reference: MethodTiming | undefined): ReadonlyArray<string> => [
+  backend,
+  shape,
+  method,
+  `${timing.warmup}+${timing.steps}`,
+  fixed(timing.medianStepMs, 1),
+  fixed(timing.tokensPerSecond, 0),
+  mib(timing.peakStepBytes),
+  fixed(timing.achievedGflops, 1),
+  percent(timing.ceilingFraction),
+  ratio(timing.tokensPerSecond, reference?.tokensPerSecond)
+]
+
+const colaRow = (backend: string, shape: string, lora: MethodTiming, cola: ColaTiming): ReadonlyArray<string> => [
+  backend,
+  shape,
+  `${cola.knotMs.length} in ${cola.steps} steps`,
+  ratio(cola.medianStepMs, lora.medianStepMs),
+  ratio(cola.windowMs, lora.windowMs),
+  ratio(cola.peakStepBytes, lora.peakStepBytes),
+  fixed(cola.medianKnotMs, 1),
+  mib(cola.peakKnotBytes)
+]
+
+/** The Markdown report: machine, throughput, COLA/LoRA ratios, ceilings, and what did not run. */
+export const renderMarkdown = (result: BenchResult): string => {
+  const { machine, torch } = result
+  const ok = result.backends.filter((run): run is OkBackend => run.status === "ok")
+  const out: Array<string> = []
+  out.push(`# peftkit bench`)
+  out.push("")
+  out.push(`\`${result.command}\` at ${result.startedAt}: ${machine.cpuCount} x ${machine.cpuModel}, ${machine.platform} ${machine.arch}, ` +
+    `${(machine.totalMemoryBytes / 2 ** 30).toFixed(1)} GiB, Node ${machine.node}.`)
+  out.push("")
+  for (const run of ok) out.push(`- **${run.backend}**: ${run.info.device} (${run.selection})`)
+  for (const run of result.backends) if (run.status === "unavailable") out.push(`- **${run.backend}**: not measured: ${run.reason}`)
+  if (torch.status === "ok") {
+    out.push(`- **pytorch**: torch ${torch.torchVersion}, ${torch.threads} threads, ${torch.implementation}, ${torch.blas}; ${torch.python}`)
+  } else {
+    out.push(`- **pytorch**: reference not run: ${torch.reason}`)
+  }
+  out.push("")
+
+  out.push("## Throughput")
+  out.push("")
+  out.push("Median over the timed steps after warm-up (steps column: warm-up + timed). Peak memory: tfjs engine bytes during one step (weights included). " +
+    "GFLOP/s from the analytic count (`src/Flops.ts`) and as a share of the same backend's float32 matmul ceiling; the last column is tokens/s over PyTorch's for the same shape and method.")
+  out.push("")
+  const rows: Array<ReadonlyArray<string>> = []
+  for (const run of ok) {
+    for (const shape of run.shapes) {
+      const reference = torchShape(torch, shape.shape)
+      rows.push(throughputRow(run.backend, shape.shape, "LoRA", shape.lora, reference?.lora))
+      rows.push(throughputRow(run.backend, shape.shape, "COLA", shape.cola, reference?.cola))
+    }
+  }
+  if (torch.status === "ok") {
+    for (const shape of torch.shapes) {
+      rows.push(throughputRow(torchLabel(torch), shape.shape, "LoRA", shape.lora, shape.lora))
+      rows.push(throughputRow(torchLabel(torch), shape.shape, "COLA", shape.cola, shape.cola))
+    }
+  }
+  out.push(table(["backend", "shape", "method", "steps", "ms/step", "tokens/s", "peak MiB", "GFLOP/s", "% of ceiling", "x PyTorch tok/s"], rows))
+  out.push("")
+
+  out.push("## COLA / LoRA")
+  out.push("")
+  out.push("Same shape, steps and recipe; COLA's knots (merge, re-init, optimizer reset) run inside the timed window. " +
+    "Step time: median step, knots excluded; total time: the whole window, knots included (amortised); peak memory: one step.")
+  out.push("")
+  const colaRows: Array<ReadonlyArray<string>> = []
+  for (const run of ok) for (const shape of run.shapes) colaRows.push(colaRow(run.backend, shape.shape, shape.lora, shape.cola))
+  if (torch.status === "ok") for (const shape of torch.shapes) colaRows.push(colaRow(torchLabel(torch), shape.shape, shape.lora, shape.cola))
+  out.push(table(["backend", "shape", "knots", "step time", "total time", "peak memory", "knot ms", "knot peak MiB"], colaRows))
+  out.push("")
+
+  out.push("## Matmul ceilings")
+  out.push("")
+  const ceilingRows = ok.map((run) => [run.backend, run.info.device, `${run.ceiling.size}^3`, fixed(run.ceiling.medianMs, 1), fixed(run.ceiling.gflops, 1)])
+  if (torch.status === "ok") ceilingRows.push([torchLabel(torch), `CPU, ${torch.threads} threads`, `${torch.ceiling.size}^3`, fixed(torch.ceiling.medianMs, 1), fixed(torch.ceiling.gflops, 1)])
+  out.push(table(["backend", "device", "float32 matmul", "ms", "GFLOP/s"], ceilingRows))
+
+  const failures = ok.flatMap((run) => run.failures.map((failure) => `- ${run.backend} ${failure.shape}: ${failure.reason}`))
+  if (failures.length > 0) {
+    out.push("")
+    out.push("## Failed")
+    out.push("")
+    out.push(...failures)
+  }
+  return `${out.join("\n")}\n`
+}
+
+/** Writes `latest.json` and `latest.md` under `dir`; returns the Markdown. */
+export const writeReport = (result: BenchResult, dir: string) =>
+  Effect.gen(function* () {
+    const markdown = renderMarkdown(result)
+    yield* writeFileAtomic(join(dir, "latest.json"), `${JSON.stringify(result, null, 2)}\n`)
+    yield* writeFileAtomic(join(dir, "latest.md"), markdown)
+    return markdown
+  })
