@@ -4,28 +4,58 @@
  * the prompt to train on the completion only (MLX-LM's --mask-prompt), or everything but the label
  * word (the COLA paper's classification tasks).
  *
- * Log-probabilities come from `tf.logSoftmax` (max-shifted, with a stable custom gradient). The
- * target's entry is picked with a one-hot product rather than a gather: the gather's gradient
- * needs UnsortedSegmentSum, which the wasm backend lacks.
+ * Log-probabilities are max-shifted log-softmax values with a hand-written gradient
+ * (softmax - onehot): the gather that picks the target runs only in the forward, since its own
+ * gradient needs UnsortedSegmentSum, which the wasm backend lacks.
  */
 import * as tf from "@tensorflow/tfjs-core"
 
 /** log p(inputIds[:, i + 1] | prefix) for i < t - 1: [b, t - 1] float32. */
 export const targetLogProbs = (logits: tf.Tensor3D, inputIds: tf.Tensor2D): tf.Tensor2D =>
   tf.tidy(() => {
-    const [b, t, vocab] = logits.shape
+    const [b, t] = logits.shape
     if (inputIds.shape[0] !== b || inputIds.shape[1] !== t) {
       throw new RangeError(`inputIds [${inputIds.shape.join(", ")}] do not match logits [${logits.shape.join(", ")}]`)
     }
     if (t < 2) return tf.zeros([b, 0]) as tf.Tensor2D
-    const predictions = tf.slice(logits, [0, 0, 0], [b, t - 1, vocab])
-    const targets = tf.slice(inputIds.dtype === "int32" ? inputIds : tf.cast(inputIds, "int32"), [0, 1], [b, t - 1])
-    const logProbs = tf.logSoftmax(predictions)
-    // An int32 one-hot cast to float32: tfjs-backend-wasm 4.22's OneHot ignores a float32 dtype and
-    // writes int32 bits (1 reads as 1.4e-45), silently zeroing the loss.
-    const onehot = tf.cast(tf.oneHot(targets, vocab), "float32")
-    return tf.sum(tf.mul(logProbs, onehot), -1) as tf.Tensor2D
+    const targets = tf.slice(inputIds.dtype === "int32" ? inputIds : tf.cast(inputIds, "int32"), [0, 1], [b, t - 1]) as tf.Tensor2D
+    return pickedLogProbs(logits, targets)
   })
+
+/**
+ * log_softmax(logits[:, :-1])[target] with its gradient written by hand: d/dlogits =
+ * dy (onehot - softmax), zero for the last position. Saving only the max-shifted logits and the
+ * log-sum-exp keeps two [b, t, V] tensors alive instead of the dozen that differentiating
+ * slice, logSoftmax and the one-hot product leave (the head's output is the largest activation
+ * of a language model).
+ */
+const pickedLogProbs = (logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D => {
+  const [b, t, vocab] = logits.shape
+  const rows = b * (t - 1)
+  const picked = tf.customGrad((input, save) => {
+    const predictions = tf.reshape(tf.slice(input as tf.Tensor3D, [0, 0, 0], [b, t - 1, vocab]), [rows, vocab])
+    const shifted = tf.sub(predictions, tf.max(predictions, -1, true))
+    const logSumExp = tf.log(tf.sum(tf.exp(shifted), -1, true))
+    const flatTargets = tf.reshape(targets, [rows])
+    // The target's entry of each row, gathered from the flattened rows (a forward-only gather).
+    const positions = tf.add(tf.mul(tf.range(0, rows, 1, "int32"), tf.scalar(vocab, "int32")), flatTargets)
+    const value = tf.reshape(tf.sub(tf.gather(tf.reshape(shifted, [-1]), positions), tf.reshape(logSumExp, [rows])), [b, t - 1])
+    ;(save as tf.GradSaveFunc)([shifted, logSumExp, flatTargets])
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: Array<tf.Tensor>) => {
+        const [savedShifted, savedLogSumExp, savedTargets] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D]
+        // An int32 one-hot cast to float32: tfjs-backend-wasm 4.22's OneHot ignores a float32
+        // dtype and writes int32 bits (1 reads as 1.4e-45).
+        const onehot = tf.cast(tf.oneHot(savedTargets, vocab), "float32")
+        const probabilities = tf.exp(tf.sub(savedShifted, savedLogSumExp))
+        const grad = tf.mul(tf.sub(onehot, probabilities), tf.reshape(dy, [rows, 1]))
+        return tf.pad(tf.reshape(grad, [b, t - 1, vocab]), [[0, 0], [0, 1], [0, 0]])
+      }
+    }
+  })
+  return picked(logits) as tf.Tensor2D
+}
 
 /** lossMask[:, 1:] as float32: whether each next-token target counts. */
 const targetMask = (lossMask: tf.Tensor2D): tf.Tensor2D => {
