@@ -2,8 +2,8 @@
  * Matrix products that stay on each backend's fast path.
  *
  * tfjs-backend-wasm 4.22 sends a matMul to XNNPACK only when neither operand is transposed and the
- * batch is 1; anything else falls back to a scalar blocked loop, measured 9x slower (3 vs 28-45
- * GFLOP/s on this project's 2-core machine). tfjs's own matMul gradient asks for transposed
+ * batch is 1; anything else falls back to a scalar blocked loop (batch_mat_mul_impl.cc's
+ * slow_batch_matmul), several times slower. tfjs's own matMul gradient asks for transposed
  * products, so on wasm even a plain `x W` trains on the slow path. `matMul2d` materialises the
  * transposed operand instead (choosing the cheaper of the two ways to write the product), in the
  * forward and in its gradient. Other backends transpose inside the kernel for free and get

@@ -1,8 +1,7 @@
 /**
  * A faster `Slice` for tfjs-backend-wasm 4.22. Its kernel reads the whole input back
  * (`readSync`, a copy of every element) before copying out the slice, so n slices of one tensor
- * cost n copies of all of it: 120 ms to cut a [16384, 256] tensor into 32 row blocks, here
- * measured on this project's machine. Blockwise attention slices per block, so this matters.
+ * cost n copies of all of it. Blockwise attention slices per block, so this matters.
  *
  * Contiguous slices (any slice that only narrows the first non-unit axis) are copied inside the
  * wasm heap, element count = the slice's; a slice equal to its input shares the input's data

@@ -26,7 +26,7 @@ interface WasmBackendInternals {
 export interface ParallelMatMulOptions {
   /** Threads in all, the main one included (>= 2 to do anything). */
   readonly threads: number
-  /** Products with fewer multiply-adds run on one thread (the hand-off costs ~0.1 ms). */
+  /** Products with fewer multiply-adds run on one thread (a hand-off has a fixed cost). */
   readonly minMultiplyAdds?: number
   /** Bytes of right operands the workers may keep in all. */
   readonly budgetBytes?: number
