@@ -4,6 +4,7 @@
  * tolerance, see @peftkit/conformance), and the adapter is saved from the GPU (async reads).
  * (@peftkit/cli resolves through the workspace test alias: a dev dependency would be a cycle.)
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { providers as cpuProviders } from "@peftkit/backend-cpu"
 import { runTrain, TrainOptions } from "@peftkit/cli"
 import { Backend, MetricsLog, ProgressReporter, selectBackend } from "@peftkit/core"
@@ -34,8 +35,8 @@ const trainOn = (backend: "webgpu" | "wasm") =>
 
 describe.skipIf(skip !== undefined)("training on WebGPU vs wasm (stories260K, shared data)", () => {
   it("the first 20 COLA steps agree within 1e-2 relative, and the adapter saves from the GPU", async () => {
-    const gpu = await Effect.runPromise(trainOn("webgpu"))
-    const wasm = await Effect.runPromise(trainOn("wasm"))
+    const gpu = await Effect.runPromise(Effect.provide(trainOn("webgpu"), NodeFileSystem.layer))
+    const wasm = await Effect.runPromise(Effect.provide(trainOn("wasm"), NodeFileSystem.layer))
     expect(gpu.losses).toHaveLength(20)
     const worst = Math.max(...gpu.losses.map((loss, i) => Math.abs(loss - wasm.losses[i]!) / wasm.losses[i]!))
     console.log(`max relative loss difference over 20 steps: ${worst.toExponential(2)}`)

@@ -8,6 +8,7 @@
  * Usage: peftkit-bench [--backends wasm,webgpu,node-gpu,node,cpu] [--shapes stories260K,wide]
  *                      [--steps N] [--warmup N] [--no-torch] [--torch-threads N] [--out DIR]
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { type BackendName, isBackendChoice } from "@peftkit/core"
 import { Effect } from "effect"
 import { resolve } from "node:path"
@@ -164,7 +165,7 @@ const main = async () => {
     // A WebGPU device or a native backend's threads may keep the event loop alive: the child is done.
     process.exit(0)
   }
-  const exit = await Effect.runPromiseExit(runParent(settings, argv))
+  const exit = await Effect.runPromiseExit(runParent(settings, argv).pipe(Effect.provide(NodeFileSystem.layer)))
   if (exit._tag === "Failure") {
     console.error(`error: ${String(exit.cause)}`)
     process.exit(1)

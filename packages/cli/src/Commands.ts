@@ -1,4 +1,5 @@
 /** The command table and the help texts a newcomer reads first. */
+import type { FileSystem } from "@effect/platform"
 import type { Effect } from "effect"
 import { evalFlags, exportFlags, generateFlags, mergeFlags, trainFlags } from "./CommandFlags.js"
 import { evalCommand } from "./commands/Eval.js"
@@ -10,7 +11,8 @@ import { flagHelp } from "./Flags.js"
 
 export interface Command {
   readonly help: string
-  readonly run: (argv: ReadonlyArray<string>) => Effect.Effect<void, unknown>
+  /** Needs the file system the program provides (`NodeFileSystem.layer` in `main.ts`). */
+  readonly run: (argv: ReadonlyArray<string>) => Effect.Effect<void, unknown, FileSystem.FileSystem>
 }
 
 const common = `  --config FILE                      JSON file with the same options (camelCase or kebab-case keys); flags win

@@ -3,6 +3,7 @@
  * `peftkit`: fine-tune language models with LoRA and Chain of LoRA from a terminal.
  * One line of error and a non-zero exit code on failure; `--verbose` adds the full cause.
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { ConfigError } from "@peftkit/core"
 import { Cause, Effect, Exit } from "effect"
 import { realpathSync } from "node:fs"
@@ -40,7 +41,7 @@ export const run = async (argv: ReadonlyArray<string>, out: (text: string) => vo
     out(command.help)
     return 0
   }
-  const exit = await Effect.runPromiseExit(command.run(rest))
+  const exit = await Effect.runPromiseExit(command.run(rest).pipe(Effect.provide(NodeFileSystem.layer)))
   if (Exit.isSuccess(exit)) return 0
   const { message, usageError } = describeFailure(exit.cause)
   process.stderr.write(`error: ${message}\n`)

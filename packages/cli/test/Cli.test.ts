@@ -2,6 +2,7 @@
  * The `peftkit` command line end to end, in-process: a short train on stories260K (shared data),
  * then eval, generate, merge and export on what it saved; and the documented errors.
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -111,7 +112,7 @@ describe.skipIf(!haveShared)("peftkit on stories260K (shared data)", () => {
     expect(Math.abs(loss(mergedEval.stderr) - loss(withAdapter.stderr))).toBeLessThan(1e-3)
     // And logit by logit: base + adapter vs the merged HF directory (llama2.c RoPE layout converted to HF's on save).
     const logits = await Effect.runPromise(
-      Effect.gen(function* () {
+      Effect.provide(Effect.gen(function* () {
         const ids = tf.tensor2d([[1, 403, 407, 261, 378, 432, 383, 286]], [1, 8], "int32")
         const adapted = (yield* loadCausalLM(stories)).model
         yield* loadAdapter(adapter, adapted)
@@ -120,7 +121,7 @@ describe.skipIf(!haveShared)("peftkit on stories260K (shared data)", () => {
         adapted.dispose()
         fused.dispose()
         return diff
-      }).pipe(Effect.provide(Backend.layer("wasm", providers)))
+      }).pipe(Effect.provide(Backend.layer("wasm", providers))), NodeFileSystem.layer)
     )
     expect(logits).toBeLessThan(1e-4)
 

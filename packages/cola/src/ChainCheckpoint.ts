@@ -7,6 +7,7 @@
  * These files go into a checkpoint directory next to the optimizer state (see core's
  * `writeCheckpoint` / `restoreOptimizer`).
  */
+import type { FileSystem } from "@effect/platform"
 import { attempt, type CheckpointFiles, type ConfigError, decodeConfig, type FileError, InvalidCheckpoint, readCheckpointFile, Safetensors, ShapeMismatch } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
@@ -75,7 +76,7 @@ export type RestoreChainError = FileError | Safetensors.InvalidSafetensors | Inv
  * attached; restore the optimizer state afterwards. Everything is read and checked before any
  * weight changes, so a bad checkpoint leaves the chain and the model untouched.
  */
-export const restoreChain = (chain: Chain<{ readonly r: number }>, dir: string): Effect.Effect<void, RestoreChainError> =>
+export const restoreChain = (chain: Chain<{ readonly r: number }>, dir: string): Effect.Effect<void, RestoreChainError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const statePath = `${dir}/${CHAIN_STATE_FILE}`
     if (chain.link !== 0 || chain.history.length > 0) {

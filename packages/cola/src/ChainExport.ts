@@ -10,6 +10,7 @@
  * unless a layer is smaller than R. The relative Frobenius error it introduces is exact: the
  * discarded singular values.
  */
+import type { FileSystem } from "@effect/platform"
 import { InvalidCheckpoint } from "@peftkit/core"
 import { type LoraConfig, loraConfig, savePeftLora, type PeftSaveOptions } from "@peftkit/lora"
 import type { FileError } from "@peftkit/core"
@@ -172,7 +173,7 @@ export const saveChainLora = (
   dir: string,
   lora: ChainLora,
   options: PeftSaveOptions = {}
-): Effect.Effect<void, FileError> =>
+): Effect.Effect<void, FileError, FileSystem.FileSystem> =>
   Effect.acquireUseRelease(
     Effect.sync(() => {
       const tensors: Record<string, tf.Tensor> = {}

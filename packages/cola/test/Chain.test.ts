@@ -1,3 +1,4 @@
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { ConfigError, Linear, MetricsLog, mixSeed, ProgressReporter, makeSchedule, train } from "@peftkit/core"
 import { lora, LoraAdapter, loraConfig, loadAdapter } from "@peftkit/lora"
 import { adamw } from "@peftkit/optimizers"
@@ -152,9 +153,9 @@ describe("export", () => {
 
     // Fresh model with the ORIGINAL weights + the exported adapter = the trained chain.
     const dir = mkdtempSync(join(tmpdir(), "peftkit-chain-"))
-    await Effect.runPromise(saveChainLora(dir, exported))
+    await Effect.runPromise(Effect.provide(saveChainLora(dir, exported), NodeFileSystem.layer))
     const fresh = layers.map((layer, i) => new Linear(layer.name, original[i]!))
-    const loaded = await Effect.runPromise(loadAdapter(dir, { linears: () => fresh }))
+    const loaded = await Effect.runPromise(Effect.provide(loadAdapter(dir, { linears: () => fresh }), NodeFileSystem.layer))
     expect(loaded.config.r).toBe(12)
     expect(loaded.config.alpha).toBe(12)
     const x = tf.randomNormal([32, 16], 0, 1, "float32", 4)

@@ -1,3 +1,4 @@
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { ConfigError, Linear, makeSchedule, MetricsLog, ProgressReporter, train, writeCheckpoint } from "@peftkit/core"
 import { lora, loadAdapter, loraConfig } from "@peftkit/lora"
 import { adamw } from "@peftkit/optimizers"
@@ -78,9 +79,9 @@ describe("chain edge cases", () => {
     // The 16x3 layer's update has rank <= 3: compressing to 4 loses nothing.
     expect(compressed.layers[0]!.relativeError).toBeLessThan(1e-6)
     const dir = mkdtempSync(join(tmpdir(), "peftkit-compress-"))
-    await Effect.runPromise(saveChainLora(dir, compressed.lora))
+    await Effect.runPromise(Effect.provide(saveChainLora(dir, compressed.lora), NodeFileSystem.layer))
     const fresh = layers.map((l) => new Linear(l.name, tf.zeros(l.weight.shape)))
-    const loaded = await Effect.runPromise(loadAdapter(dir, { linears: () => fresh }))
+    const loaded = await Effect.runPromise(Effect.provide(loadAdapter(dir, { linears: () => fresh }), NodeFileSystem.layer))
     expect(loaded.config.r).toBe(4)
   })
 
@@ -88,17 +89,17 @@ describe("chain edge cases", () => {
     const root = mkdtempSync(join(tmpdir(), "peftkit-badrestore-"))
     const first = setup({ totalSteps: 30, links: 3 })
     await first.run(15)
-    const dir = await Effect.runPromise(Effect.flatMap(chainCheckpointFiles(first.cola), (files) => writeCheckpoint(root, { step: 15 }, files)))
+    const dir = await Effect.runPromise(Effect.provide(Effect.flatMap(chainCheckpointFiles(first.cola), (files) => writeCheckpoint(root, { step: 15 }, files)), NodeFileSystem.layer))
     const target = setup({ totalSteps: 30, links: 3 })
     const weights = target.layers.map((l) => values(l.weight))
     const good = (await Effect.runPromise(chainCheckpointFiles(first.cola)))[CHAIN_ADAPTERS_FILE] as Uint8Array
     writeFileSync(join(dir, CHAIN_ADAPTERS_FILE), good.subarray(0, 40))
-    const error = await Effect.runPromise(Effect.flip(restoreChain(target.cola, dir)))
+    const error = await Effect.runPromise(Effect.provide(Effect.flip(restoreChain(target.cola, dir)), NodeFileSystem.layer))
     expect(error._tag).toBe("InvalidSafetensors")
     expect(target.layers.map((l) => values(l.weight))).toEqual(weights)
     expect(target.cola.link).toBe(0)
     writeFileSync(join(dir, CHAIN_ADAPTERS_FILE), good)
-    await Effect.runPromise(restoreChain(target.cola, dir))
+    await Effect.runPromise(Effect.provide(restoreChain(target.cola, dir), NodeFileSystem.layer))
     expect(target.cola.link).toBe(1)
     expect(target.layers.map((l) => values(l.weight))).toEqual(first.layers.map((l) => values(l.weight)))
   })
@@ -109,9 +110,9 @@ describe("chain edge cases", () => {
     const root = mkdtempSync(join(tmpdir(), "peftkit-dropresume-"))
     const first = setup({ totalSteps: 30, links: 3 })
     await first.run(15)
-    const dir = await Effect.runPromise(Effect.flatMap(chainCheckpointFiles(first.cola), (files) => writeCheckpoint(root, { step: 15 }, files)))
+    const dir = await Effect.runPromise(Effect.provide(Effect.flatMap(chainCheckpointFiles(first.cola), (files) => writeCheckpoint(root, { step: 15 }, files)), NodeFileSystem.layer))
     const resumed = setup({ totalSteps: 30, links: 3 })
-    await Effect.runPromise(restoreChain(resumed.cola, dir))
+    await Effect.runPromise(Effect.provide(restoreChain(resumed.cola, dir), NodeFileSystem.layer))
     // Same optimizer state as the interrupted run: copy it over (core's restoreOptimizer does this from a file).
     const state = first.optimizer.stateDict()
     resumed.optimizer.loadStateDict(state)

@@ -1,8 +1,10 @@
+import type { FileSystem } from "@effect/platform"
 /**
  * Crash and resume: a chain checkpointed mid-run (mid-link, and exactly at a knot), then restored
  * onto a fresh copy of the ORIGINAL model with a fresh optimizer, finishes bit-identical to an
  * uninterrupted run.
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import {
   latestCheckpoint,
   Linear,
@@ -46,10 +48,11 @@ const makeRun = () => {
   const target = tf.randomNormal([24, 8], 0, 1, "float32", 4)
   const loss = () => tf.mean(tf.square(tf.sub(layers[1]!.apply(tf.relu(layers[0]!.apply(x, true)), true), target))) as tf.Scalar
   const schedule = chain.schedule(makeSchedule({ kind: "cosine", peak: 0.02, totalSteps: STEPS, warmupSteps: 3 }))
-  const run = (from: number, to: number, checkpoint?: (step: number) => Effect.Effect<void, unknown>) =>
+  const run = (from: number, to: number, checkpoint?: (step: number) => Effect.Effect<void, unknown, FileSystem.FileSystem>) =>
     Effect.runPromise(
       train({ loss, batch: () => undefined, optimizer, steps: to, startStep: from, learningRate: schedule, hooks: [chain.hook()], profileEvery: 0, ...(checkpoint ? { checkpointEvery: 1, checkpoint } : {}) }).pipe(
-        Effect.provide(services)
+        Effect.provide(services),
+        Effect.provide(NodeFileSystem.layer)
       ) as Effect.Effect<unknown>
     )
   const snapshot = () => [...layers.flatMap((l) => [l.weight, ...(l.adapter?.parameters().map((p) => p.variable) ?? [])])].map((t) => Array.from(t.dataSync()))
@@ -75,13 +78,13 @@ describe("resume", () => {
       await first.run(0, stopAt, (step) => (step === stopAt ? save(step) : Effect.void))
       // "Crash": nothing of the first run is used below.
 
-      const latest = Option.getOrThrow(await Effect.runPromise(latestCheckpoint(root)))
+      const latest = Option.getOrThrow(await Effect.runPromise(Effect.provide(latestCheckpoint(root), NodeFileSystem.layer)))
       expect(latest.step).toBe(stopAt)
       expect(readdirSync(root).filter((name) => name.endsWith(".tmp"))).toEqual([])
       const resumed = makeRun()
-      const state = await Effect.runPromise(readTrainerState(latest.dir))
-      await Effect.runPromise(restoreChain(resumed.chain, latest.dir))
-      await Effect.runPromise(restoreOptimizer(latest.dir, resumed.optimizer))
+      const state = await Effect.runPromise(Effect.provide(readTrainerState(latest.dir), NodeFileSystem.layer))
+      await Effect.runPromise(Effect.provide(restoreChain(resumed.chain, latest.dir), NodeFileSystem.layer))
+      await Effect.runPromise(Effect.provide(restoreOptimizer(latest.dir, resumed.optimizer), NodeFileSystem.layer))
       expect(resumed.chain.link).toBe(first.chain.link)
       await resumed.run(state.step, STEPS)
 
@@ -95,7 +98,7 @@ describe("resume", () => {
     const run = makeRun()
     await run.run(0, 12, (step) => Effect.asVoid(Effect.flatMap(chainCheckpointFiles(run.chain), (files) => writeCheckpoint(root, { step }, files, { keep: 2 }))))
     expect(readdirSync(root).sort()).toEqual(["step-000011", "step-000012"])
-    const error = await Effect.runPromise(Effect.flip(restoreChain(run.chain, join(root, "step-000012"))))
+    const error = await Effect.runPromise(Effect.provide(Effect.flip(restoreChain(run.chain, join(root, "step-000012"))), NodeFileSystem.layer))
     expect(error._tag).toBe("InvalidCheckpoint")
   })
 })

@@ -1,32 +1,15 @@
 /**
- * Crash-safe file writes for Node. A checkpoint written in place and interrupted (crash, Ctrl-C,
- * full disk) is a corrupt checkpoint; writing a temp file in the same directory, fsyncing it and
- * renaming it over the target means readers see either the old file or the new one, never a mix.
- * `node:fs` is imported lazily inside the Effect, so browser bundles of core that never call these
- * functions do not break.
+ * Crash-safe file writes. A checkpoint written in place and interrupted (crash, Ctrl-C, full disk)
+ * is a corrupt checkpoint; writing a temp file in the same directory, syncing it and renaming it
+ * over the target means readers see either the old file or the new one, never a mix. Runs on any
+ * `FileSystem` (see `Files.ts`).
  */
+import { FileSystem } from "@effect/platform"
 import { Effect } from "effect"
-import { FileError } from "./Errors.js"
+import type { FileError } from "./Errors.js"
+import { baseName, dirName, joinPath, toFileError } from "./Files.js"
 
-type Fs = typeof import("node:fs/promises")
-type Path = typeof import("node:path")
-type FileHandle = Awaited<ReturnType<Fs["open"]>>
-
-const reasonOf = (error: unknown): string => {
-  if (error instanceof Error) {
-    const code = (error as NodeJS.ErrnoException).code
-    return code === undefined || error.message.includes(code) ? error.message : `${code}: ${error.message}`
-  }
-  return String(error)
-}
-
-const attempt = <A>(path: string, operation: FileError["operation"], run: () => Promise<A>): Effect.Effect<A, FileError> =>
-  Effect.tryPromise({ try: run, catch: (error) => new FileError({ path, operation, reason: reasonOf(error) }) })
-
-const loadNode = (path: string, operation: FileError["operation"]): Effect.Effect<{ readonly fs: Fs; readonly nodePath: Path }, FileError> =>
-  attempt(path, operation, async () => ({ fs: await import("node:fs/promises"), nodePath: await import("node:path") })).pipe(
-    Effect.mapError((error) => new FileError({ path, operation, reason: `node:fs is unavailable in this environment (${error.reason})` }))
-  )
+export { readFileBytes } from "./Files.js"
 
 const randomSuffix = (): string => {
   const bytes = new Uint8Array(6)
@@ -34,64 +17,41 @@ const randomSuffix = (): string => {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")
 }
 
+/** A fresh temp name beside `path` (same directory, because rename is only atomic within one file system). */
+export const tempPathBeside = (path: string): string => joinPath(dirName(path), `.${baseName(path)}.${randomSuffix()}.tmp`)
+
 /**
- * Writes `data` to `path` atomically: temp file in the same directory (created if missing), fsync,
- * rename over the target, then a best-effort fsync of the directory so the rename itself survives a
- * power cut. On any failure or interruption the temp file is removed and the original is untouched.
- * An existing target's permission bits are kept.
+ * Writes `data` to `path` atomically: temp file in the same directory (created if missing), sync,
+ * rename over the target. On any failure or interruption the temp file is removed and the original
+ * is untouched. An existing target's permission bits are kept (a 0600 secret stays 0600).
  */
-export const writeFileAtomic = (path: string, data: Uint8Array | string): Effect.Effect<void, FileError> =>
-  Effect.gen(function*() {
-    const { fs, nodePath } = yield* loadNode(path, "write")
-    const dir = nodePath.dirname(path)
-    yield* attempt(dir, "mkdir", () => fs.mkdir(dir, { recursive: true }))
-    // Keep an existing target's permissions (a 0600 secret stays 0600); new files get the umask default.
-    const mode = yield* Effect.promise(() =>
-      fs.stat(path).then(
-        (stats) => stats.mode & 0o7777,
-        () => undefined
-      )
+export const writeFileAtomic = (path: string, data: Uint8Array | string): Effect.Effect<void, FileError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const dir = dirName(path)
+    yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(toFileError(dir, "mkdir")))
+    const mode = yield* fs.stat(path).pipe(
+      Effect.map((info) => info.mode & 0o7777),
+      Effect.orElseSucceed(() => undefined)
     )
-    // Same directory, because rename is only atomic within one file system.
-    const temp = nodePath.join(dir, `.${nodePath.basename(path)}.${typeof process === "undefined" ? 0 : process.pid}.${randomSuffix()}.tmp`)
-    yield* Effect.acquireUseRelease(
-      // "wx": never follow or clobber something that is already at the temp path.
-      attempt(temp, "write", () => fs.open(temp, "wx")).pipe(Effect.map((handle) => ({ handle, open: true }))),
-      (file) =>
-        Effect.gen(function*() {
-          if (mode !== undefined) yield* attempt(temp, "write", () => file.handle.chmod(mode))
-          yield* attempt(temp, "write", () => file.handle.writeFile(data))
-          yield* attempt(temp, "write", () => file.handle.sync())
-          file.open = false
-          yield* attempt(temp, "write", () => file.handle.close())
-          yield* attempt(path, "rename", () => fs.rename(temp, path))
-        }),
-      (file, exit) =>
-        Effect.promise(async () => {
-          if (file.open) await file.handle.close().catch(() => undefined)
-          if (exit._tag === "Failure") await fs.rm(temp, { force: true }).catch(() => undefined)
-        })
+    const temp = tempPathBeside(path)
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data
+    const write = Effect.scoped(
+      Effect.gen(function* () {
+        // "wx": never follow or clobber something that is already at the temp path.
+        const file = yield* fs.open(temp, { flag: "wx", ...(mode === undefined ? {} : { mode }) })
+        yield* file.writeAll(bytes)
+        yield* file.sync
+      })
+    ).pipe(Effect.mapError(toFileError(temp, "write")))
+    yield* Effect.zipRight(write, fs.rename(temp, path).pipe(Effect.mapError(toFileError(path, "rename")))).pipe(
+      Effect.onExit((exit) => (exit._tag === "Failure" ? Effect.ignore(fs.remove(temp)) : Effect.void))
     )
-    yield* Effect.promise(() => syncDirectory(fs, dir))
+    // Keep the bits as they were even where the umask narrowed the open's mode.
+    if (mode !== undefined) yield* Effect.ignore(fs.chmod(path, mode))
+    yield* syncDirectory(fs, dir)
   })
 
-// Some platforms (Windows) cannot open a directory for fsync; the data itself is already durable.
-const syncDirectory = async (fs: Fs, dir: string): Promise<void> => {
-  let handle: FileHandle | undefined
-  try {
-    handle = await fs.open(dir, "r")
-    await handle.sync()
-  } catch {
-    // best effort
-  } finally {
-    await handle?.close().catch(() => undefined)
-  }
-}
-
-/** Reads a whole file as a plain `Uint8Array` (not a Node `Buffer`, whose `slice` does not copy). */
-export const readFileBytes = (path: string): Effect.Effect<Uint8Array, FileError> =>
-  Effect.gen(function*() {
-    const { fs } = yield* loadNode(path, "read")
-    const buffer = yield* attempt(path, "read", () => fs.readFile(path))
-    return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
-  })
+/** Best effort: sync the directory so the rename itself survives a power cut (not possible everywhere). */
+export const syncDirectory = (fs: FileSystem.FileSystem, dir: string): Effect.Effect<void> =>
+  Effect.ignore(Effect.scoped(Effect.flatMap(fs.open(dir, { flag: "r" }), (handle) => handle.sync)))

@@ -8,10 +8,12 @@
  * What goes inside is the caller's: adapter files, optimizer state (`optimizerStateFile`), chain
  * state, and `trainer_state.json` with the step.
  */
-import { Effect, Option } from "effect"
+import { FileSystem } from "@effect/platform"
 import type * as tf from "@tensorflow/tfjs-core"
-import { readFileBytes } from "./AtomicFile.js"
-import { attempt, FileError, InvalidCheckpoint, type ThrownError } from "./Errors.js"
+import { Effect, Option } from "effect"
+import { syncDirectory, tempPathBeside } from "./AtomicFile.js"
+import { attempt, type FileError, InvalidCheckpoint, type ThrownError } from "./Errors.js"
+import { joinPath, listDirectory, readFileBytes, removePath, toFileError } from "./Files.js"
 import type { Optimizer } from "./Optimizer.js"
 import * as Safetensors from "./Safetensors.js"
 
@@ -31,15 +33,6 @@ const STEP_DIR = /^step-(\d+)$/
 
 const stepDirName = (step: number) => `step-${String(step).padStart(6, "0")}`
 
-const node = (path: string, operation: FileError["operation"]) =>
-  Effect.tryPromise({
-    try: async () => ({ fs: await import("node:fs/promises"), path: await import("node:path") }),
-    catch: (error) => new FileError({ path, operation, reason: `node:fs is unavailable (${String(error)})` })
-  })
-
-const fileError = (path: string, operation: FileError["operation"]) => (error: unknown) =>
-  new FileError({ path, operation, reason: error instanceof Error ? error.message : String(error) })
-
 /**
  * Writes `files` plus `trainer_state.json` as the checkpoint of `state.step` under `root`; returns
  * its directory. Keeps the newest `keep` checkpoints (default 2).
@@ -49,65 +42,61 @@ export const writeCheckpoint = (
   state: TrainerState,
   files: CheckpointFiles,
   options: { readonly keep?: number } = {}
-): Effect.Effect<string, FileError> =>
+): Effect.Effect<string, FileError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const { fs, path } = yield* node(root, "write")
-    const finalDir = path.join(root, stepDirName(state.step))
-    const tempDir = path.join(root, `.${stepDirName(state.step)}.${process.pid}.${Date.now()}.tmp`)
-    const write = Effect.tryPromise({
-      try: async () => {
-        await fs.mkdir(tempDir, { recursive: true })
-        const all: Record<string, Uint8Array | string> = { ...files, [TRAINER_STATE_FILE]: `${JSON.stringify(state, null, 2)}\n` }
-        for (const [name, data] of Object.entries(all)) {
-          const handle = await fs.open(path.join(tempDir, name), "w")
-          try {
-            await handle.writeFile(data)
-            await handle.sync()
-          } finally {
-            await handle.close()
-          }
-        }
-        // Re-saving a step replaces the old directory only after the new one is complete.
-        await fs.rm(finalDir, { recursive: true, force: true })
-        await fs.rename(tempDir, finalDir)
-      },
-      catch: fileError(finalDir, "write")
-    })
-    yield* write.pipe(Effect.tapError(() => Effect.promise(() => fs.rm(tempDir, { recursive: true, force: true }))))
+    const fs = yield* FileSystem.FileSystem
+    const finalDir = joinPath(root, stepDirName(state.step))
+    const tempDir = tempPathBeside(finalDir)
+    const all: Record<string, Uint8Array | string> = { ...files, [TRAINER_STATE_FILE]: `${JSON.stringify(state, null, 2)}\n` }
+    const write = Effect.gen(function* () {
+      yield* fs.makeDirectory(tempDir, { recursive: true })
+      for (const [name, data] of Object.entries(all)) {
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const file = yield* fs.open(joinPath(tempDir, name), { flag: "w" })
+            yield* file.writeAll(typeof data === "string" ? new TextEncoder().encode(data) : data)
+            yield* file.sync
+          })
+        )
+      }
+      // Re-saving a step replaces the old directory only after the new one is complete.
+      yield* fs.remove(finalDir, { recursive: true }).pipe(Effect.catchIf((error) => error._tag === "SystemError" && error.reason === "NotFound", () => Effect.void))
+      yield* fs.rename(tempDir, finalDir)
+    }).pipe(Effect.mapError(toFileError(finalDir, "write")))
+    yield* write.pipe(Effect.tapError(() => Effect.ignore(fs.remove(tempDir, { recursive: true }))))
+    yield* syncDirectory(fs, root)
     // Keep the new checkpoint and the newest `keep - 1` others (never delete what was just written).
     const keep = Math.max(1, options.keep ?? 2)
     const others = (yield* listCheckpoints(root)).filter((checkpoint) => checkpoint.dir !== finalDir)
-    for (const old of others.slice(0, Math.max(0, others.length - (keep - 1)))) {
-      yield* Effect.promise(() => fs.rm(old.dir, { recursive: true, force: true }))
-    }
+    for (const old of others.slice(0, Math.max(0, others.length - (keep - 1)))) yield* removePath(old.dir)
     return finalDir
   })
 
 /** Complete checkpoints under `root`, oldest first (none when `root` does not exist). */
-export const listCheckpoints = (root: string): Effect.Effect<ReadonlyArray<{ readonly step: number; readonly dir: string }>, FileError> =>
-  Effect.gen(function* () {
-    const { fs, path } = yield* node(root, "stat")
-    const entries = yield* Effect.tryPromise({
-      try: () => fs.readdir(root).catch((error: NodeJS.ErrnoException) => (error.code === "ENOENT" ? [] : Promise.reject(error))),
-      catch: fileError(root, "stat")
-    })
-    return entries
+export const listCheckpoints = (
+  root: string
+): Effect.Effect<ReadonlyArray<{ readonly step: number; readonly dir: string }>, FileError, FileSystem.FileSystem> =>
+  Effect.map(listDirectory(root), (entries) =>
+    entries
       .flatMap((name) => {
         const match = STEP_DIR.exec(name)
-        return match === null ? [] : [{ step: Number(match[1]), dir: path.join(root, name) }]
+        return match === null ? [] : [{ step: Number(match[1]), dir: joinPath(root, name) }]
       })
       .sort((a, b) => a.step - b.step)
-  })
+  )
 
 /** The newest complete checkpoint under `root`, if any. */
-export const latestCheckpoint = (root: string): Effect.Effect<Option.Option<{ readonly step: number; readonly dir: string }>, FileError> =>
+export const latestCheckpoint = (
+  root: string
+): Effect.Effect<Option.Option<{ readonly step: number; readonly dir: string }>, FileError, FileSystem.FileSystem> =>
   Effect.map(listCheckpoints(root), (all) => Option.fromNullable(all.at(-1)))
 
 /** Reads one file of a checkpoint. */
-export const readCheckpointFile = (dir: string, name: string): Effect.Effect<Uint8Array, FileError> => readFileBytes(`${dir}/${name}`)
+export const readCheckpointFile = (dir: string, name: string): Effect.Effect<Uint8Array, FileError, FileSystem.FileSystem> =>
+  readFileBytes(joinPath(dir, name))
 
 /** Reads and checks `trainer_state.json`. */
-export const readTrainerState = (dir: string): Effect.Effect<TrainerState, FileError | InvalidCheckpoint> =>
+export const readTrainerState = (dir: string): Effect.Effect<TrainerState, FileError | InvalidCheckpoint, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const bytes = yield* readCheckpointFile(dir, TRAINER_STATE_FILE)
     const where = `${dir}/${TRAINER_STATE_FILE}`
@@ -133,7 +122,7 @@ export const optimizerStateFile = (optimizer: Optimizer): Effect.Effect<Uint8Arr
 export const restoreOptimizer = (
   dir: string,
   optimizer: Optimizer
-): Effect.Effect<void, FileError | Safetensors.InvalidSafetensors | ThrownError> =>
+): Effect.Effect<void, FileError | Safetensors.InvalidSafetensors | ThrownError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const file = `${dir}/${OPTIMIZER_STATE_FILE}`
     const decoded = yield* Safetensors.decode(yield* readCheckpointFile(dir, OPTIMIZER_STATE_FILE), file)

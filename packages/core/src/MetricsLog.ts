@@ -1,10 +1,12 @@
 /**
  * The metrics log service: one JSON object per line (JSONL), one line per report, evaluation or
- * event, so runs can be plotted or compared afterwards. `jsonl(path)` appends to a file for the
- * lifetime of its scope; `memory()` keeps records in an array (tests, in-process reports).
+ * event, so runs can be plotted or compared afterwards. `jsonl(path)` appends to a file (on the
+ * program's `FileSystem`) for the lifetime of its scope; `memory()` keeps records in an array (tests, in-process reports).
  */
+import { FileSystem } from "@effect/platform"
 import { Context, Effect, Layer } from "effect"
-import { FileError } from "./Errors.js"
+import type { FileError } from "./Errors.js"
+import { dirName, toFileError } from "./Files.js"
 
 export type MetricsRecord = Readonly<Record<string, string | number | boolean | null>>
 
@@ -25,29 +27,18 @@ export class MetricsLog extends Context.Tag("@peftkit/core/MetricsLog")<MetricsL
    * Writes JSON lines to `path` (created with its directory), flushed line by line, closed with the
    * scope. Appends by default (a resumed run continues its log); `{ append: false }` starts afresh.
    */
-  static jsonl(path: string, options: { readonly append?: boolean } = {}): Layer.Layer<MetricsLog, FileError> {
+  static jsonl(path: string, options: { readonly append?: boolean } = {}): Layer.Layer<MetricsLog, FileError, FileSystem.FileSystem> {
     return Layer.scoped(
       MetricsLog,
       Effect.gen(function* () {
-        const fs = yield* Effect.promise(() => import("node:fs"))
-        const pathModule = yield* Effect.promise(() => import("node:path"))
-        const fd = yield* Effect.acquireRelease(
-          Effect.try({
-            try: () => {
-              fs.mkdirSync(pathModule.dirname(path), { recursive: true })
-              return fs.openSync(path, options.append === false ? "w" : "a")
-            },
-            catch: (error) => new FileError({ path, operation: "write", reason: String((error as Error).message ?? error) })
-          }),
-          (handle) => Effect.sync(() => fs.closeSync(handle))
-        )
+        const fs = yield* FileSystem.FileSystem
+        const dir = dirName(path)
+        yield* fs.makeDirectory(dir, { recursive: true }).pipe(Effect.mapError(toFileError(dir, "mkdir")))
+        const file = yield* fs.open(path, { flag: options.append === false ? "w" : "a" }).pipe(Effect.mapError(toFileError(path, "write")))
+        const encoder = new TextEncoder()
         return {
-          // Synchronous appends: a crash loses at most the line being written.
-          write: (record) =>
-            Effect.try({
-              try: () => void fs.writeSync(fd, `${JSON.stringify(record)}\n`),
-              catch: (error) => new FileError({ path, operation: "write", reason: String((error as Error).message ?? error) })
-            })
+          // One write per line, unbuffered: a crash loses at most the line being written.
+          write: (record) => file.writeAll(encoder.encode(`${JSON.stringify(record)}\n`)).pipe(Effect.mapError(toFileError(path, "write")))
         }
       })
     )

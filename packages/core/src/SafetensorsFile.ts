@@ -1,8 +1,9 @@
 /**
- * safetensors files on disk (Node): read-and-validate, and atomic writes of named tfjs tensors, so an
+ * safetensors files on the program's `FileSystem`: read-and-validate, and atomic writes of named tfjs tensors, so an
  * interrupted save leaves the previous checkpoint intact.
  */
 import type * as tf from "@tensorflow/tfjs-core"
+import type { FileSystem } from "@effect/platform"
 import { Effect } from "effect"
 import { readFileBytes, writeFileAtomic } from "./AtomicFile.js"
 import type { FileError } from "./Errors.js"
@@ -10,7 +11,7 @@ import { decode, encodeTensorsAsync } from "./Safetensors.js"
 import type { InvalidSafetensors, SafetensorsFile } from "./Safetensors.js"
 
 /** Reads and validates a whole file; tensor data are views into the bytes read. */
-export const readSafetensors = (path: string): Effect.Effect<SafetensorsFile, InvalidSafetensors | FileError> =>
+export const readSafetensors = (path: string): Effect.Effect<SafetensorsFile, InvalidSafetensors | FileError, FileSystem.FileSystem> =>
   Effect.flatMap(readFileBytes(path), (bytes) => decode(bytes, path))
 
 /**
@@ -22,7 +23,7 @@ export const writeSafetensors = (
   path: string,
   tensors: Readonly<Record<string, tf.Tensor>>,
   metadata?: Readonly<Record<string, string>>
-): Effect.Effect<void, FileError> =>
+): Effect.Effect<void, FileError, FileSystem.FileSystem> =>
   Effect.flatMap(
     Effect.promise(() => encodeTensorsAsync(tensors, metadata)),
     (bytes) => writeFileAtomic(path, bytes)

@@ -1,41 +1,36 @@
-import { Effect } from "effect"
+import { FileSystem } from "@effect/platform"
+import { SystemError } from "@effect/platform/Error"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import { Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as nodePath from "node:path"
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { readFileBytes, writeFileAtomic } from "../src/AtomicFile.js"
 import { FileError } from "../src/Errors.js"
 
-// Failure injection: the module under test imports node:fs/promises lazily, so a mock of it decides
-// which step of the write fails, after the real temp file exists.
-const inject = vi.hoisted(() => ({ failOn: undefined as undefined | "write" | "sync" | "rename" }))
+// Failure injection at the FileSystem service: the real Node file system, except that the step
+// named in `inject.failOn` fails after the real temp file exists.
+const inject = { failOn: undefined as undefined | "write" | "sync" | "rename" }
 
-vi.mock("node:fs/promises", async (importOriginal) => {
-  const real = await importOriginal<typeof import("node:fs/promises")>()
-  const injected = (step: string): NodeJS.ErrnoException => Object.assign(new Error(`injected ${step} failure`), { code: "EIO" })
-  const open: typeof real.open = async (...args) => {
-    const handle = await real.open(...args)
-    return new Proxy(handle, {
-      get(target, property) {
-        if (property === "writeFile" && inject.failOn === "write") {
-          // Half the bytes reach the temp file, as with a full disk.
-          return async (data: Uint8Array | string) => {
-            await target.writeFile(typeof data === "string" ? data.slice(0, data.length >> 1) : data.subarray(0, data.length >> 1))
-            throw injected("write")
-          }
-        }
-        if (property === "sync" && inject.failOn === "sync") return async () => Promise.reject(injected("sync"))
-        const value: unknown = Reflect.get(target, property, target)
-        return typeof value === "function" ? value.bind(target) : value
-      }
-    })
-  }
-  const rename: typeof real.rename = async (from, to) => {
-    if (inject.failOn === "rename") throw injected("rename")
-    return real.rename(from, to)
-  }
-  return { ...real, default: { ...real, open, rename }, open, rename }
-})
+const injected = (method: string) =>
+  new SystemError({ reason: "Unknown", module: "FileSystem", method, description: `EIO: injected ${method} failure` })
+
+const FaultyFileSystem = Layer.effect(
+  FileSystem.FileSystem,
+  Effect.map(FileSystem.FileSystem, (real): FileSystem.FileSystem => ({
+    ...real,
+    open: (path, options) =>
+      Effect.map(real.open(path, options), (file): FileSystem.File => ({
+        ...file,
+        // Half the bytes reach the temp file, as with a full disk.
+        writeAll: (data) =>
+          inject.failOn === "write" ? Effect.zipRight(file.writeAll(data.subarray(0, data.length >> 1)), Effect.fail(injected("write"))) : file.writeAll(data),
+        sync: inject.failOn === "sync" ? Effect.fail(injected("sync")) : file.sync
+      })),
+    rename: (from, to) => (inject.failOn === "rename" ? Effect.fail(injected("rename")) : real.rename(from, to))
+  }))
+).pipe(Layer.provide(NodeFileSystem.layer))
 
 let dir: string
 beforeAll(() => {
@@ -48,8 +43,8 @@ afterEach(() => {
   inject.failOn = undefined
 })
 
-const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(effect)
-const failure = <A, E>(effect: Effect.Effect<A, E>): Promise<E> => Effect.runPromise(Effect.flip(effect))
+const run = <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<A> => Effect.runPromise(Effect.provide(effect, FaultyFileSystem))
+const failure = <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<E> => Effect.runPromise(Effect.provide(Effect.flip(effect), FaultyFileSystem))
 
 const fresh = (name: string): string => {
   const sub = fs.mkdtempSync(nodePath.join(dir, `${name}-`))

@@ -1,3 +1,4 @@
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
@@ -609,8 +610,8 @@ describe("safetensors files", () => {
       [2, 3]
     ])
     const n = tf.tensor1d([3, -4], "int32")
-    await Effect.runPromise(writeSafetensors(path, { "lora_A.weight": a, n }, { format: "pt" }))
-    const file = await Effect.runPromise(readSafetensors(path))
+    await Effect.runPromise(Effect.provide(writeSafetensors(path, { "lora_A.weight": a, n }, { format: "pt" }), NodeFileSystem.layer))
+    const file = await Effect.runPromise(Effect.provide(readSafetensors(path), NodeFileSystem.layer))
     expect(file.metadata).toEqual({ format: "pt" })
     expect(file.tensors.map((t) => t.name)).toEqual(["lora_A.weight", "n"])
     const loaded = file.tensors.map(toTensor)
@@ -623,9 +624,9 @@ describe("safetensors files", () => {
   it("readSafetensors fails with InvalidSafetensors naming the path, or FileError when missing", async () => {
     const path = nodePath.join(dir, "broken.safetensors")
     fs.writeFileSync(path, build(JSON.stringify({ w: entry("F32", [1], 0, 4) }), 8))
-    const broken = await Effect.runPromise(Effect.flip(readSafetensors(path)))
+    const broken = await Effect.runPromise(Effect.provide(Effect.flip(readSafetensors(path)), NodeFileSystem.layer))
     expect(broken).toMatchObject({ _tag: "InvalidSafetensors", reason: "trailing-bytes", path })
-    const missing = await Effect.runPromise(Effect.flip(readSafetensors(nodePath.join(dir, "nope.safetensors"))))
+    const missing = await Effect.runPromise(Effect.provide(Effect.flip(readSafetensors(nodePath.join(dir, "nope.safetensors"))), NodeFileSystem.layer))
     expect(missing).toMatchObject({ _tag: "FileError", operation: "read" })
   })
 })

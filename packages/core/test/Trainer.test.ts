@@ -1,5 +1,6 @@
 // @peftkit/optimizers resolves through the workspace test alias (vitest.config.ts): a package
 // dependency would make core and optimizers a cycle.
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { adamw, sgd } from "@peftkit/optimizers"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
@@ -64,7 +65,7 @@ describe("training loop", () => {
     await Effect.runPromise(train({ loss, batch, optimizer, steps: 1, learningRate: schedule }).pipe(Effect.provide(silent)))
     const before = tf.memory().numTensors
     const result = await Effect.runPromise(
-      train({
+      Effect.provide(train({
         label: "ls",
         loss,
         batch,
@@ -77,7 +78,7 @@ describe("training loop", () => {
         evalEvery: 20,
         evaluate: () => Effect.sync(() => ++evals),
         profileEvery: 10
-      }).pipe(Effect.provide(Layer.merge(ProgressReporter.silent, MetricsLog.jsonl(path))))
+      }).pipe(Effect.provide(Layer.merge(ProgressReporter.silent, MetricsLog.jsonl(path)))), NodeFileSystem.layer)
     )
     expect(tf.memory().numTensors).toBe(before)
     expect(result.trainLoss.map((e) => e.step)).toEqual(Array.from({ length: 39 }, (_, i) => i + 1))

@@ -3,7 +3,8 @@
  * `required` says otherwise); a missing optional split is reported in `missing`, for the caller to
  * mention, rather than failing.
  */
-import { ConfigError, FileError } from "@peftkit/core"
+import type { FileSystem } from "@effect/platform"
+import { ConfigError, FileError, pathKind } from "@peftkit/core"
 import type { Tokenizer } from "@peftkit/tokenizers"
 import { Effect } from "effect"
 import { InvalidDataset } from "./DataErrors.js"
@@ -34,26 +35,15 @@ export interface LoadDatasetOptions extends TokenizeOptions {
   readonly required?: ReadonlyArray<Split>
 }
 
-const exists = (path: string): Effect.Effect<boolean, FileError> =>
-  Effect.tryPromise({
-    try: async () => {
-      const fs = await import("node:fs/promises")
-      try {
-        return (await fs.stat(path)).isFile()
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === "ENOENT") return false
-        throw error
-      }
-    },
-    catch: (error) => new FileError({ path, operation: "stat", reason: error instanceof Error ? error.message : String(error) })
-  })
+const exists = (path: string): Effect.Effect<boolean, FileError, FileSystem.FileSystem> =>
+  Effect.map(pathKind(path), (kind) => kind === "file")
 
 /** Reads and tokenizes one jsonl file. An empty file is an `InvalidDataset`. */
 export const loadSplit = (
   path: string,
   tokenizer: Tokenizer,
   options: TokenizeOptions = {}
-): Effect.Effect<LoadedSplit, FileError | InvalidDataset | ConfigError> =>
+): Effect.Effect<LoadedSplit, FileError | InvalidDataset | ConfigError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const file = yield* readJsonl(path)
     if (file.shape === undefined) return yield* new InvalidDataset({ path, reason: "no records (the file is empty)" })
@@ -69,7 +59,7 @@ export const loadDataset = (
   dir: string,
   tokenizer: Tokenizer,
   options: LoadDatasetOptions = {}
-): Effect.Effect<LoadedDataset, FileError | InvalidDataset | ConfigError> =>
+): Effect.Effect<LoadedDataset, FileError | InvalidDataset | ConfigError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const { required = ["train"], ...tokenize } = options
     const splits: Partial<Record<Split, LoadedSplit>> = {}

@@ -5,7 +5,8 @@
  * shape than the file's first record is an `InvalidDataset` naming the file and the line. Blank lines
  * are skipped.
  */
-import { FileError } from "@peftkit/core"
+import type { FileSystem } from "@effect/platform"
+import { type FileError, readText } from "@peftkit/core"
 import type { ChatMessage } from "@peftkit/tokenizers"
 import { Effect } from "effect"
 import { InvalidDataset } from "./DataErrors.js"
@@ -115,11 +116,8 @@ export const parseJsonl = (text: string, path: string): Effect.Effect<JsonlFile,
   Effect.try({ try: () => parseJsonlSync(text, path), catch: (error) => (error instanceof InvalidDataset ? error : new InvalidDataset({ path, reason: String(error) })) })
 
 /** Reads and parses a jsonl file: `FileError` when it cannot be read, `InvalidDataset` for its content. */
-export const readJsonl = (path: string): Effect.Effect<JsonlFile, FileError | InvalidDataset> =>
+export const readJsonl = (path: string): Effect.Effect<JsonlFile, FileError | InvalidDataset, FileSystem.FileSystem> =>
   Effect.gen(function*() {
-    const text = yield* Effect.tryPromise({
-      try: async () => (await import("node:fs/promises")).readFile(path, "utf8"),
-      catch: (error) => new FileError({ path, operation: "read", reason: error instanceof Error ? error.message : String(error) })
-    })
+    const text = yield* readText(path)
     return yield* parseJsonl(text, path)
   })

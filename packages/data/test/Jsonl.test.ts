@@ -1,4 +1,5 @@
 /** MLX-LM jsonl shapes, and errors that name file and line. */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { FileError } from "@peftkit/core"
 import { Effect } from "effect"
 import { mkdtempSync, writeFileSync } from "node:fs"
@@ -75,11 +76,11 @@ describe("parseJsonl", () => {
 
   it("readJsonl: FileError for a missing file, InvalidDataset with the real path and line for bad content", async () => {
     const dir = mkdtempSync(join(tmpdir(), "peftkit-jsonl-"))
-    const missing = await Effect.runPromise(Effect.flip(readJsonl(join(dir, "train.jsonl"))))
+    const missing = await Effect.runPromise(Effect.provide(Effect.flip(readJsonl(join(dir, "train.jsonl"))), NodeFileSystem.layer))
     expect(missing).toBeInstanceOf(FileError)
     expect(missing.path).toBe(join(dir, "train.jsonl"))
     writeFileSync(join(dir, "valid.jsonl"), lines({ text: "a" }, { text: "b" }, "not json", { text: "d" }))
-    const bad = await Effect.runPromise(Effect.flip(readJsonl(join(dir, "valid.jsonl"))))
+    const bad = await Effect.runPromise(Effect.provide(Effect.flip(readJsonl(join(dir, "valid.jsonl"))), NodeFileSystem.layer))
     expect(bad).toMatchObject({ _tag: "InvalidDataset", path: join(dir, "valid.jsonl"), line: 3 })
   })
 })

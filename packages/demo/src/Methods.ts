@@ -2,6 +2,7 @@
  * The three ways the demo adapts the pretrained model to task B, with the same budget: LoRA,
  * COLA (same rank, same total steps, a chain of links) and full fine-tuning (the reference).
  */
+import type { FileSystem } from "@effect/platform"
 import {
   AdapterSet,
   attempt,
@@ -80,7 +81,7 @@ export const adapt = (
   data: { readonly train: Dataset; readonly valid: Dataset },
   settings: AdaptSettings,
   outDir: string
-): Effect.Effect<MethodResult, NonFiniteLoss | FileError | ThrownError, ProgressReporter | MetricsLog> =>
+): Effect.Effect<MethodResult, NonFiniteLoss | FileError | ThrownError, ProgressReporter | MetricsLog | FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const config = loraConfig({ r: settings.rank, alpha: settings.alpha, targetModules: "all-linear" })
     const optimizer = adamw([], { weightDecay: 0 })

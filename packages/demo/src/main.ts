@@ -7,6 +7,7 @@
  *
  * Usage: peftkit-demo [--backend auto|wasm|cpu|webgpu|node|node-gpu] [--seed N] [--iters N] [--out DIR] [--model-dir DIR]
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Backend, isBackendChoice, MetricsLog, ProgressReporter } from "@peftkit/core"
 import { Cause, Effect, Layer } from "effect"
 import { join, resolve } from "node:path"
@@ -48,7 +49,7 @@ const main = async () => {
       const backend = yield* Backend
       console.log(`backend: ${backend.info.name} (${backend.selection.reason})`)
       yield* lmDemo(settings)
-    }).pipe(Effect.provide(layers))
+    }).pipe(Effect.provide(layers), Effect.provide(NodeFileSystem.layer))
   )
   if (exit._tag === "Failure") {
     const failure = Cause.squash(exit.cause)

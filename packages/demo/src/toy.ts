@@ -7,6 +7,7 @@
  *
  * Usage: peftkit-demo-toy [--backend auto|wasm|cpu|webgpu|node|node-gpu] [--seed N] [--out DIR] [--steps N]
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Backend, type BackendChoice, isBackendChoice, MetricsLog, ProgressReporter, makeSchedule, train, writeFileAtomic } from "@peftkit/core"
 import { adamw } from "@peftkit/optimizers"
 import * as tf from "@tensorflow/tfjs-core"
@@ -115,7 +116,7 @@ const main = async () => {
     process.exit(2)
   }
   const layers = Layer.mergeAll(Backend.layer(options.backend), ProgressReporter.terminal(), MetricsLog.jsonl(join(resolve(options.out), "metrics.jsonl"), { append: false }))
-  const exit = await Effect.runPromiseExit(program(options).pipe(Effect.provide(layers)))
+  const exit = await Effect.runPromiseExit(program(options).pipe(Effect.provide(layers), Effect.provide(NodeFileSystem.layer)))
   if (exit._tag === "Failure") {
     // One line for the user; the full cause only with PEFTKIT_VERBOSE=1.
     const failure = Cause.squash(exit.cause)

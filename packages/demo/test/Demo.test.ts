@@ -1,4 +1,5 @@
 /** A short run of the main job's pieces: every method trains, the report and the exported chain are written. */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Backend, MetricsLog, ProgressReporter } from "@peftkit/core"
 import { loadAdapter } from "@peftkit/lora"
 import { providers } from "@peftkit/backend-cpu"
@@ -29,14 +30,14 @@ describe("demo", () => {
       return { before, results, pretrained }
     })
     const { before, results, pretrained } = await Effect.runPromise(
-      program.pipe(Effect.provide(Layer.mergeAll(Backend.layer("wasm", providers), ProgressReporter.silent, MetricsLog.none)))
+      Effect.provide(program.pipe(Effect.provide(Layer.mergeAll(Backend.layer("wasm", providers), ProgressReporter.silent, MetricsLog.none))), NodeFileSystem.layer)
     )
     for (const result of results) expect(result.training.validation.at(-1)!.loss).toBeLessThan(before.loss)
     // r (in + out) per adapted layer; full: every weight and bias.
     expect(results.map((r) => r.trainableParameters)).toEqual([2 * (32 + 64) + 2 * (64 + 64), 2 * (32 + 64) + 2 * (64 + 64), 32 * 64 + 64 + 64 * 64 + 64 + 64 * 8 + 8])
     const exported = results[1]!.chainExport!
     expect(exported.rank).toBe(4)
-    const loaded = await Effect.runPromise(Effect.provide(loadAdapter(exported.dir, pretrained), Backend.layer("wasm", providers)))
+    const loaded = await Effect.runPromise(Effect.provide(Effect.provide(loadAdapter(exported.dir, pretrained), Backend.layer("wasm", providers)), NodeFileSystem.layer))
     expect(loaded.config.r).toBe(4)
     const report = { backend: "wasm", backendReason: "test", seed: 1, pretrain: { steps: 0, seconds: 0, validLossA: 0, validAccuracyA: 0 }, before: { validLossB: before.loss, validAccuracyB: before.accuracy }, results, totalSeconds: 1 }
     expect(table(report).split("\n")).toHaveLength(6)

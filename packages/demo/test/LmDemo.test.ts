@@ -1,4 +1,5 @@
 /** The language-model main job in miniature: a built-in model from a small recipe, then the three methods. */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Backend, MetricsLog, ProgressReporter } from "@peftkit/core"
 import { providers } from "@peftkit/backend-cpu"
 import { readHfTokenizer } from "@peftkit/tokenizers"
@@ -28,18 +29,18 @@ describe("built-in language model and the main job", () => {
   it("builds a real HF directory (tokenizer.json from our BPE), reuses it while the recipe is unchanged, and runs LoRA/COLA/full", async () => {
     const dir = mkdtempSync(join(tmpdir(), "peftkit-builtin-"))
     const recipe = { seed: 3, stories: 300, vocabSize: 200, steps: 8, batchSize: 8, hiddenSize: 32, layers: 1, version: 1 }
-    const first = await Effect.runPromise(ensureBuiltinModel(dir, recipe).pipe(Effect.provide(layers)))
+    const first = await Effect.runPromise(Effect.provide(ensureBuiltinModel(dir, recipe).pipe(Effect.provide(layers)), NodeFileSystem.layer))
     expect(first.built).toBe(true)
     for (const file of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "builtin.json"]) expect(existsSync(join(dir, file)), file).toBe(true)
-    const again = await Effect.runPromise(ensureBuiltinModel(dir, recipe).pipe(Effect.provide(layers)))
+    const again = await Effect.runPromise(Effect.provide(ensureBuiltinModel(dir, recipe).pipe(Effect.provide(layers)), NodeFileSystem.layer))
     expect(again.built).toBe(false)
-    const tokenizer = await Effect.runPromise(readHfTokenizer(dir))
+    const tokenizer = await Effect.runPromise(Effect.provide(readHfTokenizer(dir), NodeFileSystem.layer))
     const text = "mia has a red fox ."
     expect(tokenizer.decode(tokenizer.encode(text), { skipSpecialTokens: true })).toBe(text)
     expect(JSON.parse(readFileSync(join(dir, "config.json"), "utf8"))).toMatchObject({ model_type: "llama", hidden_size: 32, num_hidden_layers: 1, num_key_value_heads: 2 })
 
     const out = mkdtempSync(join(tmpdir(), "peftkit-lmdemo-"))
-    const rows = await Effect.runPromise(lmDemo({ out, modelDir: dir, backend: "wasm", seed: 0, iters: 12, recipe }).pipe(Effect.provide(layers)))
+    const rows = await Effect.runPromise(Effect.provide(lmDemo({ out, modelDir: dir, backend: "wasm", seed: 0, iters: 12, recipe }).pipe(Effect.provide(layers)), NodeFileSystem.layer))
     expect(rows.map((r) => r.method)).toEqual(["lora", "cola", "full"])
     expect(rows[0]!.params).toBe(rows[1]!.params)
     for (const row of rows) {

@@ -7,6 +7,7 @@
  * Both files are written atomically (temp file + rename), weights first: an interrupted save
  * leaves the previous adapter loadable.
  */
+import type { FileSystem } from "@effect/platform"
 import {
   AdapterSet,
   attempt,
@@ -149,7 +150,7 @@ export const savePeftLora = (
   config: LoraConfig,
   tensors: Readonly<Record<string, tf.Tensor>>,
   options: PeftSaveOptions = {}
-): Effect.Effect<void, FileError> =>
+): Effect.Effect<void, FileError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const files = yield* peftLoraFiles(config, tensors, options)
     yield* writeFileAtomic(joinPath(dir, ADAPTER_WEIGHTS_FILE), files[ADAPTER_WEIGHTS_FILE])
@@ -165,7 +166,7 @@ export const saveAdapter = (
   adapters: AdapterSet,
   config: LoraConfig,
   options: PeftSaveOptions = {}
-): Effect.Effect<void, FileError> =>
+): Effect.Effect<void, FileError, FileSystem.FileSystem> =>
   Effect.acquireUseRelease(
     Effect.sync(() => adapters.stateDict()),
     (tensors) => savePeftLora(dir, { ...config, targetModules: adapters.targetModules }, tensors, options),
@@ -177,7 +178,7 @@ export type LoadAdapterError = FileError | InvalidSafetensors | InvalidCheckpoin
 /** Reads a PEFT LoRA directory: its config and its tensors keyed by module name (PEFT prefix removed). */
 export const readPeftLora = (
   dir: string
-): Effect.Effect<{ readonly config: LoraConfig; readonly tensors: ReadonlyMap<string, Record<string, Safetensors.TensorView>> }, LoadAdapterError> =>
+): Effect.Effect<{ readonly config: LoraConfig; readonly tensors: ReadonlyMap<string, Record<string, Safetensors.TensorView>> }, LoadAdapterError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const configPath = joinPath(dir, ADAPTER_CONFIG_FILE)
     const configText = new TextDecoder().decode(yield* readFileBytes(configPath))
@@ -228,7 +229,7 @@ const loadInto = (
 export const loadAdapter = (
   dir: string,
   model: AdaptableModel
-): Effect.Effect<{ readonly adapters: AdapterSet; readonly config: LoraConfig }, LoadAdapterError> =>
+): Effect.Effect<{ readonly adapters: AdapterSet; readonly config: LoraConfig }, LoadAdapterError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const { config, tensors } = yield* readPeftLora(dir)
     const weightsPath = joinPath(dir, ADAPTER_WEIGHTS_FILE)
@@ -248,7 +249,7 @@ export const loadAdapter = (
  * Loads a PEFT LoRA directory's weights into adapters that are already injected (resuming a run):
  * every adapted layer must have its factors in the file, with matching shapes.
  */
-export const restoreAdapterWeights = (dir: string, adapters: AdapterSet): Effect.Effect<void, LoadAdapterError> =>
+export const restoreAdapterWeights = (dir: string, adapters: AdapterSet): Effect.Effect<void, LoadAdapterError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const { tensors } = yield* readPeftLora(dir)
     yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE))

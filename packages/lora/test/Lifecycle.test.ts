@@ -1,4 +1,5 @@
 /** Adapter lifecycle: no tensor leaks, dropout semantics, exact-name loading, saved target_modules. */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { AdapterSet, ConfigError, Linear } from "@peftkit/core"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
@@ -29,10 +30,10 @@ describe("no leaks", () => {
     const model = { linears: () => [layer] }
     const set = AdapterSet.inject(model, lora, loraConfig({ r: 2 }), { targetModules: ["fc"], seed: 1 })
     const dir = tempDir()
-    await Effect.runPromise(saveAdapter(dir, set, loraConfig({ r: 2 })))
+    await Effect.runPromise(Effect.provide(saveAdapter(dir, set, loraConfig({ r: 2 })), NodeFileSystem.layer))
     set.remove()
     const before = tf.memory().numTensors
-    const loaded = await Effect.runPromise(loadAdapter(dir, model))
+    const loaded = await Effect.runPromise(Effect.provide(loadAdapter(dir, model), NodeFileSystem.layer))
     loaded.adapters.merge()
     loaded.adapters.unmerge()
     loaded.adapters.remove()
@@ -84,7 +85,7 @@ describe("PEFT files and target modules", () => {
     const layer = new Linear("mlp.fc1", tf.zeros([4, 4]))
     const set = AdapterSet.inject({ linears: () => [layer] }, lora, loraConfig({ r: 2 }), { targetModules: ["fc1"], seed: 1 })
     const dir = tempDir()
-    await Effect.runPromise(saveAdapter(dir, set, loraConfig({ r: 2 })))
+    await Effect.runPromise(Effect.provide(saveAdapter(dir, set, loraConfig({ r: 2 })), NodeFileSystem.layer))
     expect(JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG_FILE), "utf8")).target_modules).toEqual(["fc1"])
   })
 
@@ -92,9 +93,9 @@ describe("PEFT files and target modules", () => {
     const fc = new Linear("fc", tf.zeros([4, 4]))
     const dir = tempDir()
     const set = AdapterSet.inject({ linears: () => [fc] }, lora, loraConfig({ r: 2 }), { targetModules: ["fc"], seed: 1 })
-    await Effect.runPromise(saveAdapter(dir, set, loraConfig({ r: 2 })))
+    await Effect.runPromise(Effect.provide(saveAdapter(dir, set, loraConfig({ r: 2 })), NodeFileSystem.layer))
     const layers = [new Linear("fc", tf.zeros([4, 4])), new Linear("block.fc", tf.zeros([4, 4]))]
-    const loaded = await Effect.runPromise(loadAdapter(dir, { linears: () => layers }))
+    const loaded = await Effect.runPromise(Effect.provide(loadAdapter(dir, { linears: () => layers }), NodeFileSystem.layer))
     expect(loaded.adapters.layers.map((l) => l.name)).toEqual(["fc"])
     expect(layers[1]!.adapter).toBeUndefined()
   })
@@ -103,7 +104,7 @@ describe("PEFT files and target modules", () => {
     const fc = new Linear("fc", tf.zeros([4, 4]))
     const dir = tempDir()
     const set = AdapterSet.inject({ linears: () => [fc] }, lora, loraConfig({ r: 2 }), { targetModules: ["fc"], seed: 1 })
-    await Effect.runPromise(saveAdapter(dir, set, loraConfig({ r: 2 })))
+    await Effect.runPromise(Effect.provide(saveAdapter(dir, set, loraConfig({ r: 2 })), NodeFileSystem.layer))
     set.remove()
     const path = join(dir, ADAPTER_CONFIG_FILE)
     const json = JSON.parse(readFileSync(path, "utf8"))
@@ -113,7 +114,7 @@ describe("PEFT files and target modules", () => {
       [{ init_lora_weights: "pissa_niter_4" }, "adapter_config.init_lora_weights"]
     ] as const) {
       writeFileSync(path, JSON.stringify({ ...json, ...patch }))
-      const error = await Effect.runPromise(Effect.flip(loadAdapter(dir, { linears: () => [fc] })))
+      const error = await Effect.runPromise(Effect.provide(Effect.flip(loadAdapter(dir, { linears: () => [fc] })), NodeFileSystem.layer))
       expect(error).toBeInstanceOf(ConfigError)
       expect((error as ConfigError).field).toBe(field)
       expect(fc.adapter).toBeUndefined()

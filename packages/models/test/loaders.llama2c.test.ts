@@ -1,3 +1,5 @@
+import type { FileSystem } from "@effect/platform"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import "@tensorflow/tfjs-backend-cpu"
 import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
@@ -19,8 +21,8 @@ beforeAll(async () => {
 })
 afterAll(removeTempDirs)
 
-const failure = async <A, E>(effect: Effect.Effect<A, E>): Promise<E> => {
-  const exit = await Effect.runPromiseExit(Effect.flip(effect))
+const failure = async <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<E> => {
+  const exit = await Effect.runPromiseExit(Effect.provide(Effect.flip(effect), NodeFileSystem.layer))
   if (Exit.isFailure(exit)) throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
   return exit.value
 }
@@ -38,7 +40,7 @@ describe.skipIf(STORIES260K === undefined)(`Llama2c on the shared data${STORIES2
   const path = STORIES260K!
 
   it("stories260K (shared data): the header becomes the documented LlamaConfig", async () => {
-    const loaded = await Effect.runPromise(loadLlama2c(path))
+    const loaded = await Effect.runPromise(Effect.provide(loadLlama2c(path), NodeFileSystem.layer))
     expect(loaded.config).toStrictEqual({
       modelType: "llama",
       vocabSize: 512,
@@ -62,7 +64,7 @@ describe.skipIf(STORIES260K === undefined)(`Llama2c on the shared data${STORIES2
   })
 
   it("stories260K (shared data): every tensor under its HF name with its shape, no lm_head (tied)", async () => {
-    const loaded = await Effect.runPromise(loadLlama2c(path))
+    const loaded = await Effect.runPromise(Effect.provide(loadLlama2c(path), NodeFileSystem.layer))
     const shapes = Object.fromEntries([...loaded.weights].map(([name, t]) => [name, t.shape]))
     expect(Object.keys(shapes)).toHaveLength(1 + 5 * 9 + 1)
     expect(shapes).toMatchObject({
@@ -99,7 +101,7 @@ describe.skipIf(STORIES260K === undefined)(`Llama2c on the shared data${STORIES2
     const rmsFinal = w3 + 5 * 172 * 64
     expect(28 + 4 * (rmsFinal + 64 + 2 * 512 * 4)).toBe(1_056_540) // + the two skipped RoPE tables: the file size
 
-    const loaded = await Effect.runPromise(loadLlama2c(path))
+    const loaded = await Effect.runPromise(Effect.provide(loadLlama2c(path), NodeFileSystem.layer))
     const values = (name: string, start: number, n: number) => Array.from(loaded.weights.get(name)!.dataSync().subarray(start, start + n))
     const fromFile = (start: number, n: number) => Array.from({ length: n }, (_, i) => at(start + i))
     // Pinned numbers (float32) and the same read straight from the bytes.
@@ -123,10 +125,10 @@ describe.skipIf(STORIES260K === undefined)(`Llama2c on the shared data${STORIES2
   })
 
   it("stories260K (shared data): saved as an HF directory, q/k rows are in the half layout and the rest is unchanged", async () => {
-    const loaded = await Effect.runPromise(loadLlama2c(path))
+    const loaded = await Effect.runPromise(Effect.provide(loadLlama2c(path), NodeFileSystem.layer))
     const dir = tempDir()
-    await Effect.runPromise(saveHfModel(dir, loaded.config, loaded.weights))
-    const hf = await Effect.runPromise(loadHfModel(dir))
+    await Effect.runPromise(Effect.provide(saveHfModel(dir, loaded.config, loaded.weights), NodeFileSystem.layer))
+    const hf = await Effect.runPromise(Effect.provide(loadHfModel(dir), NodeFileSystem.layer))
     expect(hf.config).toStrictEqual({ ...loaded.config, ropeLayout: "half" })
     for (const [name, tensor] of loaded.weights) {
       const match = /self_attn\.(q|k)_proj/.exec(name)

@@ -1,3 +1,5 @@
+import type { FileSystem } from "@effect/platform"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import "@tensorflow/tfjs-backend-cpu"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -21,9 +23,9 @@ beforeAll(async () => {
 })
 afterAll(removeTempDirs)
 
-const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(effect)
-const failure = async <A, E>(effect: Effect.Effect<A, E>): Promise<E> => {
-  const exit = await Effect.runPromiseExit(Effect.flip(effect))
+const run = <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<A> => Effect.runPromise(Effect.provide(effect, NodeFileSystem.layer))
+const failure = async <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<E> => {
+  const exit = await Effect.runPromiseExit(Effect.provide(Effect.flip(effect), NodeFileSystem.layer))
   if (Exit.isFailure(exit)) throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
   return exit.value
 }

@@ -4,6 +4,7 @@
  * BoolQ: the two halves of its validation file). Reading is an Effect failing with core's
  * `FileError`, for a missing file as for a malformed row (the error names the file and line).
  */
+import type { FileSystem } from "@effect/platform"
 import { FileError, readFileBytes } from "@peftkit/core"
 import { Effect } from "effect"
 import type { Task } from "./Task.js"
@@ -44,7 +45,7 @@ const joinPath = (dir: string, file: string): string => (dir === "" ? file : `${
  * Reads a task's official files from `dataDir` (the directory holding `glue/` and `superglue/`,
  * e.g. `../shared/data` from this repository's root) and builds its pools.
  */
-export const loadTask = <F>(task: Task<F>, dataDir: string): Effect.Effect<TaskData<F>, FileError> =>
+export const loadTask = <F>(task: Task<F>, dataDir: string): Effect.Effect<TaskData<F>, FileError, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const decoder = new TextDecoder("utf-8", { fatal: true })
     const read = (file: string) =>

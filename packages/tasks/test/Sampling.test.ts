@@ -3,6 +3,7 @@
  * sizes, determinism, disjointness and the exact ids MeZO's code picks (computed with numpy 2.4.6
  * from the same files: np.random.seed(s); np.random.permutation(len(pool))[:num]).
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { allTasks, boolq, boolqInTrainPool, cb, fnv1a32, loadTask, multirc, rte, sampleSplits, sampleTask, sst2, wic, wsc } from "../src/index.js"
@@ -10,7 +11,7 @@ import type { Task, TaskData } from "../src/index.js"
 import { needSharedData } from "./helpers.js"
 
 const range = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => `${prefix}${i}`)
-const load = <F>(task: Task<F>, dir: string): Promise<TaskData<F>> => Effect.runPromise(loadTask(task, dir))
+const load = <F>(task: Task<F>, dir: string): Promise<TaskData<F>> => Effect.runPromise(Effect.provide(loadTask(task, dir), NodeFileSystem.layer))
 const ids = (xs: ReadonlyArray<{ readonly id: string }>) => xs.map((x) => x.id)
 
 describe("sampleSplits (MeZO's rule)", () => {

@@ -2,6 +2,7 @@
  * Reading the official files: typed errors for a missing or malformed file, reading from text
  * (no file system), and the wsc.fixed span repair over the whole real WSC data (shared data).
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect, Either } from "effect"
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -13,7 +14,7 @@ import { needSharedData } from "./helpers.js"
 describe("loadTask", () => {
   it("a missing file is a FileError with the full path", async () => {
     const dir = mkdtempSync(join(tmpdir(), "peftkit-tasks-"))
-    const result = await Effect.runPromise(Effect.either(loadTask(rte, dir)))
+    const result = await Effect.runPromise(Effect.provide(Effect.either(loadTask(rte, dir)), NodeFileSystem.layer))
     expect(Either.isLeft(result)).toBe(true)
     if (Either.isLeft(result)) {
       expect(result.left._tag).toBe("FileError")
@@ -27,7 +28,7 @@ describe("loadTask", () => {
     mkdirSync(join(dir, "superglue/RTE"), { recursive: true })
     writeFileSync(join(dir, "superglue/RTE/val.jsonl"), `{"premise": "p", "hypothesis": "h", "label": "entailment", "idx": 0}\n`)
     writeFileSync(join(dir, "superglue/RTE/train.jsonl"), `{"premise": "p", "hypothesis": "h", "label": "entailment", "idx": 0}\n{"premise": 3, "hypothesis": "h", "label": "entailment", "idx": 1}\n`)
-    const result = await Effect.runPromise(Effect.either(loadTask(rte, `${dir}/`)))
+    const result = await Effect.runPromise(Effect.provide(Effect.either(loadTask(rte, `${dir}/`)), NodeFileSystem.layer))
     expect(Either.isLeft(result) && result.left).toMatchObject({ _tag: "FileError", path: `${dir}/superglue/RTE/train.jsonl`, reason: "line 2: 'premise' must be a string, got 3" })
   })
 
@@ -43,7 +44,7 @@ describe("loadTask", () => {
 describe("WSC spans over the real files (shared data)", () => {
   it("after the wsc.fixed repair every span is in its text but the two Kamenev spans; 96 rows were repaired, as in Python (shared data)", async (ctx) => {
     const dir = needSharedData(ctx)
-    const data = await Effect.runPromise(loadTask(wsc, dir))
+    const data = await Effect.runPromise(Effect.provide(loadTask(wsc, dir), NodeFileSystem.layer))
     let repaired = 0
     for (const [file, pool] of [["train.jsonl", data.trainPool], ["val.jsonl", data.testPool]] as const) {
       const original = new Map(readFileSync(`${dir}/superglue/WSC/${file}`, "utf8").trim().split("\n").map((l) => {

@@ -4,6 +4,7 @@
  * `special_tokens_map.json`), and its chat template rendered by `@huggingface/jinja` with the variables
  * `transformers`' `apply_chat_template` passes.
  */
+import type { FileSystem } from "@effect/platform"
 import { FileError, InvalidCheckpoint } from "@peftkit/core"
 import { Template } from "@huggingface/jinja"
 import { Tokenizer as JsTokenizer } from "@huggingface/tokenizers"
@@ -247,7 +248,7 @@ const parseJson = (path: string, text: string): Effect.Effect<unknown, InvalidCh
     catch: (error) => new InvalidCheckpoint({ path, reason: `not valid JSON: ${error instanceof Error ? error.message : String(error)}` })
   })
 
-const readOptionalJson = (path: string): Effect.Effect<unknown, FileError | InvalidCheckpoint> =>
+const readOptionalJson = (path: string): Effect.Effect<unknown, FileError | InvalidCheckpoint, FileSystem.FileSystem> =>
   Effect.flatMap(pathKind(path), (kind) => (kind === "missing" ? Effect.succeed(undefined) : Effect.flatMap(readText(path), (text) => parseJson(path, text))))
 
 /**
@@ -259,7 +260,7 @@ const readOptionalJson = (path: string): Effect.Effect<unknown, FileError | Inva
 export const readHfTokenizer = (
   dir: string,
   options: Omit<HfTokenizerOptions, "path"> = {}
-): Effect.Effect<HfTokenizer, FileError | InvalidCheckpoint> =>
+): Effect.Effect<HfTokenizer, FileError | InvalidCheckpoint, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const tokenizerPath = joinPath(dir, TOKENIZER_JSON)
     if ((yield* pathKind(tokenizerPath)) === "missing") {

@@ -9,6 +9,7 @@
  * (all little-endian). The file does not store the vocabulary size: without `vocabSize` the whole file
  * is read; with it (the model header's vocab_size) exactly that many entries are read, as llama2.c does.
  */
+import type { FileSystem } from "@effect/platform"
 import { InvalidCheckpoint } from "@peftkit/core"
 import { Effect } from "effect"
 import type { FileError } from "@peftkit/core"
@@ -288,7 +289,7 @@ export class Llama2cTokenizer implements Tokenizer {
 export const readLlama2cTokenizer = (
   path: string,
   options: Omit<Llama2cTokenizerOptions, "path"> = {}
-): Effect.Effect<Llama2cTokenizer, FileError | InvalidCheckpoint> =>
+): Effect.Effect<Llama2cTokenizer, FileError | InvalidCheckpoint, FileSystem.FileSystem> =>
   Effect.flatMap(readBytes(path), (bytes) =>
     Effect.try({
       try: () => Llama2cTokenizer.fromBytes(bytes, { ...options, path }),

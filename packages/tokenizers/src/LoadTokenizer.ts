@@ -7,6 +7,7 @@
  *   `tok512.bin`), or a llama2.c model `.bin` file, whose header's vocab_size picks the matching
  *   tokenizer next to it when there are several.
  */
+import type { FileSystem } from "@effect/platform"
 import { FileError, InvalidCheckpoint } from "@peftkit/core"
 import { Effect } from "effect"
 import { HfTokenizer, readHfTokenizer, TOKENIZER_CONFIG_JSON, TOKENIZER_JSON } from "./HfTokenizer.js"
@@ -26,7 +27,7 @@ export type LoadedTokenizer = HfTokenizer | Llama2cTokenizer
 export const isLlama2cTokenizerName = (name: string): boolean => name === "tokenizer.bin" || /^tok.*\.bin$/.test(name)
 
 /** The vocab_size in a llama2.c model header (7 int32; negative means an untied head), if it looks like one. */
-const modelVocabSize = (path: string): Effect.Effect<number | undefined, FileError> =>
+const modelVocabSize = (path: string): Effect.Effect<number | undefined, FileError, FileSystem.FileSystem> =>
   Effect.map(readHead(path, 28), (head) => {
     if (head.length < 28) return undefined
     const view = new DataView(head.buffer, head.byteOffset, 28)
@@ -42,7 +43,7 @@ const fromLlama2cDirectory = (
   names: ReadonlyArray<string>,
   vocabSize: number | undefined,
   hint: string
-): Effect.Effect<Llama2cTokenizer, FileError | InvalidCheckpoint> =>
+): Effect.Effect<Llama2cTokenizer, FileError | InvalidCheckpoint, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const candidates = names.filter(isLlama2cTokenizerName)
     if (candidates.length === 0) {
@@ -71,7 +72,7 @@ const fromLlama2cDirectory = (
  * Loads the tokenizer at `path` (see the module comment for what is recognised). Unreadable or missing
  * files are a `FileError` naming the path; malformed ones an `InvalidCheckpoint` naming the file.
  */
-export const loadTokenizer = (path: string, options: LoadTokenizerOptions = {}): Effect.Effect<LoadedTokenizer, FileError | InvalidCheckpoint> =>
+export const loadTokenizer = (path: string, options: LoadTokenizerOptions = {}): Effect.Effect<LoadedTokenizer, FileError | InvalidCheckpoint, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const kind = yield* pathKind(path)
     const hf = (dir: string) => readHfTokenizer(dir, options.chatTemplateName === undefined ? {} : { chatTemplateName: options.chatTemplateName })

@@ -4,6 +4,7 @@
  * chat templates rendered like transformers (outputs cross-checked once with Python's jinja2, using
  * transformers' trim_blocks/lstrip_blocks settings).
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { FileError, InvalidCheckpoint } from "@peftkit/core"
 import { Effect } from "effect"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -14,7 +15,7 @@ import { HfTokenizer, readHfTokenizer } from "../src/index.js"
 import { buildVocab, CHATML_TEMPLATE, MERGES, tokenizerConfig, tokenizerJson, writeTinyHfTokenizer } from "./fixtures/tinyHfTokenizer.js"
 
 const tempDir = () => mkdtempSync(join(tmpdir(), "peftkit-hf-"))
-const load = (configOverrides: Record<string, unknown> = {}) => Effect.runPromise(readHfTokenizer(writeTinyHfTokenizer(join(tempDir(), "tiny"), configOverrides)))
+const load = (configOverrides: Record<string, unknown> = {}) => Effect.runPromise(Effect.provide(readHfTokenizer(writeTinyHfTokenizer(join(tempDir(), "tiny"), configOverrides)), NodeFileSystem.layer))
 
 const SENTENCE = "the cat sat on the mat."
 /** Computed once with HfTokenizer; verified below against the vocabulary and the merges by hand. */
@@ -82,7 +83,7 @@ describe("HfTokenizer: special tokens", () => {
     expect((await load({ pad_token: "<unk>" })).padTokenId).toBe(0)
     const dir = writeTinyHfTokenizer(join(tempDir(), "tiny"), { eos_token: undefined, pad_token: undefined })
     writeFileSync(join(dir, "special_tokens_map.json"), JSON.stringify({ eos_token: { content: "<|im_end|>" }, pad_token: "<unk>" }))
-    const tokenizer = await Effect.runPromise(readHfTokenizer(dir))
+    const tokenizer = await Effect.runPromise(Effect.provide(readHfTokenizer(dir), NodeFileSystem.layer))
     expect([tokenizer.eosTokenId, tokenizer.padTokenId]).toEqual([284, 0])
   })
 
@@ -139,9 +140,9 @@ describe("HfTokenizer: chat templates", () => {
     expect(Object.keys(tokenizer.chatTemplates)).toEqual(["tool_use", "default"])
     expect(tokenizer.applyChatTemplate!(MESSAGES)).toBe("3 messages")
     const dir = writeTinyHfTokenizer(join(tempDir(), "tiny"), { chat_template: templates })
-    const toolUse = await Effect.runPromise(readHfTokenizer(dir, { chatTemplateName: "tool_use" }))
+    const toolUse = await Effect.runPromise(Effect.provide(readHfTokenizer(dir, { chatTemplateName: "tool_use" }), NodeFileSystem.layer))
     expect(toolUse.applyChatTemplate!(MESSAGES, { variables: { tools: [{}, {}] } })).toBe("TOOLS 2")
-    const missing = await Effect.runPromise(Effect.flip(readHfTokenizer(dir, { chatTemplateName: "rag" })))
+    const missing = await Effect.runPromise(Effect.provide(Effect.flip(readHfTokenizer(dir, { chatTemplateName: "rag" })), NodeFileSystem.layer))
     expect(missing).toBeInstanceOf(InvalidCheckpoint)
     expect(missing.message).toContain("no chat template named 'rag' (have: tool_use, default)")
   })
@@ -149,7 +150,7 @@ describe("HfTokenizer: chat templates", () => {
   it("prefers chat_template.jinja; has no applyChatTemplate without a template", async () => {
     const dir = writeTinyHfTokenizer(join(tempDir(), "tiny"))
     writeFileSync(join(dir, "chat_template.jinja"), "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}")
-    expect((await Effect.runPromise(readHfTokenizer(dir))).applyChatTemplate!(MESSAGES.slice(1))).toBe("[user] the cat?\n[assistant] the mat.\n")
+    expect((await Effect.runPromise(Effect.provide(readHfTokenizer(dir), NodeFileSystem.layer))).applyChatTemplate!(MESSAGES.slice(1))).toBe("[user] the cat?\n[assistant] the mat.\n")
     const none = await load({ chat_template: undefined })
     expect(none.applyChatTemplate).toBeUndefined()
     expect(none.chatTemplate).toBeUndefined()
@@ -166,7 +167,7 @@ describe("HfTokenizer: errors name the file", () => {
   it("missing tokenizer.json is a FileError naming it", async () => {
     const dir = tempDir()
     writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(tokenizerConfig()))
-    const error = await Effect.runPromise(Effect.flip(readHfTokenizer(dir)))
+    const error = await Effect.runPromise(Effect.provide(Effect.flip(readHfTokenizer(dir)), NodeFileSystem.layer))
     expect(error).toBeInstanceOf(FileError)
     expect(error.path).toBe(join(dir, "tokenizer.json"))
   })
@@ -174,21 +175,21 @@ describe("HfTokenizer: errors name the file", () => {
   it("corrupt JSON, an unusable tokenizer.json and an unparsable template are InvalidCheckpoint naming the file", async () => {
     const dir = writeTinyHfTokenizer(join(tempDir(), "tiny"))
     writeFileSync(join(dir, "tokenizer_config.json"), "{ not json")
-    const badConfig = await Effect.runPromise(Effect.flip(readHfTokenizer(dir)))
+    const badConfig = await Effect.runPromise(Effect.provide(Effect.flip(readHfTokenizer(dir)), NodeFileSystem.layer))
     expect(badConfig).toMatchObject({ _tag: "InvalidCheckpoint", path: join(dir, "tokenizer_config.json") })
     expect(badConfig.message).toContain("not valid JSON")
 
     writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(tokenizerConfig()))
     writeFileSync(join(dir, "tokenizer.json"), JSON.stringify({ ...tokenizerJson(), model: { type: "Nonsense" } }))
-    const badModel = await Effect.runPromise(Effect.flip(readHfTokenizer(dir)))
+    const badModel = await Effect.runPromise(Effect.provide(Effect.flip(readHfTokenizer(dir)), NodeFileSystem.layer))
     expect(badModel).toMatchObject({ _tag: "InvalidCheckpoint", path: join(dir, "tokenizer.json") })
     expect(badModel.message).toContain("Unknown TokenizerModel type: Nonsense")
 
     writeFileSync(join(dir, "tokenizer.json"), JSON.stringify([1, 2]))
-    expect(await Effect.runPromise(Effect.flip(readHfTokenizer(dir)))).toMatchObject({ path: join(dir, "tokenizer.json"), reason: "tokenizer.json must hold a JSON object" })
+    expect(await Effect.runPromise(Effect.provide(Effect.flip(readHfTokenizer(dir)), NodeFileSystem.layer))).toMatchObject({ path: join(dir, "tokenizer.json"), reason: "tokenizer.json must hold a JSON object" })
 
     const badTemplate = writeTinyHfTokenizer(join(tempDir(), "tiny"), { chat_template: "{% for m in messages %}unterminated" })
-    const templateError = await Effect.runPromise(Effect.flip(readHfTokenizer(badTemplate)))
+    const templateError = await Effect.runPromise(Effect.provide(Effect.flip(readHfTokenizer(badTemplate)), NodeFileSystem.layer))
     expect(templateError).toMatchObject({ _tag: "InvalidCheckpoint", path: join(badTemplate, "tokenizer_config.json") })
     expect(templateError.message).toContain("chat template does not parse")
     rmSync(dir, { recursive: true })

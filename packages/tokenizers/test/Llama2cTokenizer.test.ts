@@ -3,6 +3,7 @@
  * checked against pinned ids, the vocabulary's own pieces and a straightforward re-implementation of
  * llama2.c's `encode`; decoding; and the file format's error paths on synthetic files.
  */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { FileError, InvalidCheckpoint } from "@peftkit/core"
 import { Effect, Exit } from "effect"
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
@@ -225,9 +226,9 @@ describe("llama2.c tokenizer rules (synthetic vocabulary)", () => {
 
     const dir = mkdtempSync(join(tmpdir(), "peftkit-l2c-"))
     writeFileSync(join(dir, "tok.bin"), good.subarray(0, 30))
-    const bad = await Effect.runPromiseExit(readLlama2cTokenizer(join(dir, "tok.bin")))
+    const bad = await Effect.runPromiseExit(Effect.provide(readLlama2cTokenizer(join(dir, "tok.bin")), NodeFileSystem.layer))
     expect(Exit.isFailure(bad) && bad.cause._tag === "Fail" && bad.cause.error).toMatchObject({ _tag: "InvalidCheckpoint", path: join(dir, "tok.bin") })
-    const missing = await Effect.runPromise(Effect.flip(readLlama2cTokenizer(join(dir, "nope.bin"))))
+    const missing = await Effect.runPromise(Effect.provide(Effect.flip(readLlama2cTokenizer(join(dir, "nope.bin"))), NodeFileSystem.layer))
     expect(missing).toBeInstanceOf(FileError)
     expect(missing.path).toBe(join(dir, "nope.bin"))
   })

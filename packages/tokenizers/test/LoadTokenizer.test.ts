@@ -1,4 +1,5 @@
 /** `loadTokenizer` picks the format from what is at the path. */
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { FileError, InvalidCheckpoint } from "@peftkit/core"
 import { Effect } from "effect"
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
@@ -15,8 +16,8 @@ const haveShared = existsSync(join(STORIES, "tok512.bin")) && existsSync(join(ST
 const sharedLabel = haveShared ? "(shared data)" : "(shared data: skipped, ../shared/data/models/stories260K is absent)"
 
 const tempDir = () => mkdtempSync(join(tmpdir(), "peftkit-load-"))
-const load = (path: string) => Effect.runPromise(loadTokenizer(path))
-const fail = (path: string) => Effect.runPromise(Effect.flip(loadTokenizer(path)))
+const load = (path: string) => Effect.runPromise(Effect.provide(loadTokenizer(path), NodeFileSystem.layer))
+const fail = (path: string) => Effect.runPromise(Effect.provide(Effect.flip(loadTokenizer(path)), NodeFileSystem.layer))
 
 /** A llama2.c model header (7 int32) with the given vocab_size, padded with some bytes. */
 const modelHeader = (vocabSize: number) => new Uint8Array(new Int32Array([64, 172, 5, 8, 4, vocabSize, 512, 0, 0]).buffer)

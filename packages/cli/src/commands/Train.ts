@@ -5,6 +5,7 @@
  * LoRA of rank links x r, exactly), `training_args.json`, `metrics.jsonl`, `report.html` (loss
  * curves) and `checkpoints/step-N/` every `--save-every` steps, from which `--resume` continues.
  */
+import type { FileSystem } from "@effect/platform"
 import {
   AdapterSet,
   attempt,
@@ -233,7 +234,7 @@ export const runTrain = (options: TrainOptions) =>
     }
 
     yield* writeFileAtomic(join(out, "training_args.json"), json({ ...options, steps, trainableParameters: trainable }))
-    const result = yield* train<Batch, ConfigError | FileError>({
+    const result = yield* train<Batch, ConfigError | FileError, FileSystem.FileSystem>({
       label: options.method,
       loss: (batch: Batch, training) => causalLmLoss(model.forward(batch.inputIds, { attentionMask: batch.attentionMask, training }), batch.inputIds, batch.lossMask),
       batch: (step) => batcher.batchAt(step),

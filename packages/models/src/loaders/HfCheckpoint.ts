@@ -18,12 +18,13 @@
  * Extra tensors are skipped and reported (`ignoredTensors`, `warnings`), except RoPE `inv_freq`
  * buffers, which old Llama checkpoints carry and which are recomputed from the config anyway.
  */
+import type { FileSystem } from "@effect/platform"
 import { InvalidCheckpoint, readFileBytes, Safetensors, ShapeMismatch } from "@peftkit/core"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import type { ModelConfig } from "../ModelConfig.js"
 import { decodeHfConfig } from "./HfConfig.js"
-import { isFile, joinPath, readSafetensorsHeader, readSafetensorsTensors } from "./internal/NodeFiles.js"
+import { isFile, joinPath, readSafetensorsHeader, readSafetensorsTensors } from "./internal/SafetensorsReads.js"
 import { disposeWeights, type LoadCheckpointError, type LoadedCheckpoint } from "./LoadedCheckpoint.js"
 import { hfWeightShapes, isDerivedBuffer, LM_HEAD, normalizeWeightName } from "./WeightSpec.js"
 
@@ -40,14 +41,14 @@ const parseJson = (path: string, bytes: Uint8Array): Effect.Effect<unknown, Inva
   })
 
 /** Reads and decodes `dir/config.json`. */
-export const readHfConfig = (dir: string): Effect.Effect<ModelConfig, LoadCheckpointError> =>
+export const readHfConfig = (dir: string): Effect.Effect<ModelConfig, LoadCheckpointError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const path = joinPath(dir, HF_CONFIG_FILE)
     return yield* decodeHfConfig(yield* parseJson(path, yield* readFileBytes(path)))
   })
 
 /** The weights files of a directory: the single file, or the shards named by the index (sorted, each once). */
-const weightFiles = (dir: string): Effect.Effect<{ readonly files: ReadonlyArray<string>; readonly index?: ReadonlyMap<string, string> }, LoadCheckpointError> =>
+const weightFiles = (dir: string): Effect.Effect<{ readonly files: ReadonlyArray<string>; readonly index?: ReadonlyMap<string, string> }, LoadCheckpointError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     if (yield* isFile(joinPath(dir, HF_WEIGHTS_FILE))) return { files: [HF_WEIGHTS_FILE] }
     const indexPath = joinPath(dir, HF_INDEX_FILE)
@@ -83,7 +84,7 @@ interface Planned {
  * Loads the config and the weights of a Hugging Face model directory (see the module comment for
  * the passes, the checks and the memory bound). The caller owns the returned tensors.
  */
-export const loadHfModel = (dir: string): Effect.Effect<LoadedCheckpoint, LoadCheckpointError> =>
+export const loadHfModel = (dir: string): Effect.Effect<LoadedCheckpoint, LoadCheckpointError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const config = yield* readHfConfig(dir)
     const { files, index } = yield* weightFiles(dir)
@@ -175,7 +176,7 @@ const loadFile = (
   wanted: ReadonlyMap<string, string>,
   expected: ReadonlyMap<string, ReadonlyArray<number>>,
   weights: Map<string, tf.Tensor>
-): Effect.Effect<void, LoadCheckpointError> =>
+): Effect.Effect<void, LoadCheckpointError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     let mismatch: ShapeMismatch | undefined
     yield* readSafetensorsTensors(path, (rawName) => wanted.has(rawName), (view) => {

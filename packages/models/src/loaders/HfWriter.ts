@@ -16,13 +16,14 @@
  *   shards), `config.json` last. One shard's bytes are held at a time. The directory as a whole is
  *   not swapped atomically: an interrupted save can leave new weights beside the old config.
  */
+import type { FileSystem } from "@effect/platform"
 import { ConfigError, type FileError, InvalidCheckpoint, Safetensors, ShapeMismatch, writeFileAtomic } from "@peftkit/core"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import type { ModelConfig } from "../ModelConfig.js"
 import { HF_CONFIG_FILE, HF_INDEX_FILE, HF_WEIGHTS_FILE } from "./HfCheckpoint.js"
 import { type HfTorchDtype, toHfConfig } from "./HfConfig.js"
-import { joinPath, listDir, removeFile } from "./internal/NodeFiles.js"
+import { joinPath, listDirectory, removePath } from "./internal/SafetensorsReads.js"
 import { interleavedToHalf } from "./RopePermutation.js"
 import { hfWeightShapes, LM_HEAD } from "./WeightSpec.js"
 
@@ -122,7 +123,7 @@ export const saveHfModel = (
   config: ModelConfig,
   stateDict: Readonly<Record<string, tf.Tensor>> | ReadonlyMap<string, tf.Tensor>,
   options: SaveHfOptions = {}
-): Effect.Effect<SavedHfModel, SaveHfError> =>
+): Effect.Effect<SavedHfModel, SaveHfError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const dtype = options.dtype ?? "F32"
     const shardBytes = options.shardBytes ?? DEFAULT_SHARD_BYTES
@@ -174,11 +175,11 @@ export const saveHfModel = (
     }
     // Stale weights of an earlier save in the same directory: transformers (and loadHfModel) would
     // prefer an old model.safetensors over new shards, and old shards would linger.
-    for (const name of yield* listDir(dir)) {
+    for (const name of yield* listDirectory(dir)) {
       const stale = written.includes(name)
         ? false
         : name === HF_WEIGHTS_FILE || name === HF_INDEX_FILE || SHARD_PATTERN.test(name)
-      if (stale) yield* removeFile(joinPath(dir, name))
+      if (stale) yield* removePath(joinPath(dir, name))
     }
     const hfConfig = toHfConfig(config, { torchDtype: torchDtype[dtype] })
     yield* writeFileAtomic(joinPath(dir, HF_CONFIG_FILE), `${JSON.stringify(hfConfig, null, 2)}\n`)

@@ -11,6 +11,7 @@
  * pairs, so the config says `ropeLayout: "interleaved"` (write with `saveHfModel` to get HF layout).
  * The file size must match the header exactly; anything else is `InvalidCheckpoint` with both sizes.
  */
+import type { FileSystem } from "@effect/platform"
 import { InvalidCheckpoint, readFileBytes, type FileError } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
@@ -154,5 +155,5 @@ export const decodeLlama2c = (bytes: Uint8Array, path = "llama2.c checkpoint"): 
   })
 
 /** Reads a llama2.c checkpoint file (see `decodeLlama2c`). */
-export const loadLlama2c = (path: string): Effect.Effect<LoadedCheckpoint<LlamaConfig>, FileError | InvalidCheckpoint> =>
+export const loadLlama2c = (path: string): Effect.Effect<LoadedCheckpoint<LlamaConfig>, FileError | InvalidCheckpoint, FileSystem.FileSystem> =>
   Effect.flatMap(readFileBytes(path), (bytes) => decodeLlama2c(bytes, path))

@@ -4,6 +4,7 @@
  * are disposed once the model's variables hold them (tfjs shares the buffers, so memory is not
  * doubled at any point).
  */
+import type { FileSystem } from "@effect/platform"
 import type * as tf from "@tensorflow/tfjs-core"
 import type { ThrownError } from "@peftkit/core"
 import type { Effect } from "effect"
@@ -22,5 +23,5 @@ export const causalLMFactory = (path?: string): ModelFactory<CausalLM> =>
   }
 
 /** Loads a Hugging Face model directory or a llama2.c checkpoint file as a `CausalLM`. */
-export const loadCausalLM = (path: string): Effect.Effect<LoadedModel<CausalLM>, LoadCheckpointError | ThrownError> =>
+export const loadCausalLM = (path: string): Effect.Effect<LoadedModel<CausalLM>, LoadCheckpointError | ThrownError, FileSystem.FileSystem> =>
   loadModelWith(path, causalLMFactory(path))

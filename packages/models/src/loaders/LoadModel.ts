@@ -4,12 +4,13 @@
  * model through a factory (e.g. `Llama.fromWeights`), so the loaders need no import of the model
  * classes, and disposes the loaded tensors once the model holds its own copies.
  */
+import type { FileSystem } from "@effect/platform"
 import { attempt, FileError, InvalidCheckpoint, type ThrownError } from "@peftkit/core"
 import type * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import type { ModelConfig } from "../ModelConfig.js"
 import { loadHfModel } from "./HfCheckpoint.js"
-import { pathKind } from "./internal/NodeFiles.js"
+import { pathKind } from "./internal/SafetensorsReads.js"
 import { loadLlama2c } from "./Llama2c.js"
 import { disposeWeights, type LoadCheckpointError, type LoadedCheckpoint } from "./LoadedCheckpoint.js"
 
@@ -17,8 +18,8 @@ import { disposeWeights, type LoadCheckpointError, type LoadedCheckpoint } from 
 export type ModelFactory<M> = (config: ModelConfig, weights: ReadonlyMap<string, tf.Tensor>) => M
 
 /** A Hugging Face model directory or a llama2.c checkpoint file, by what `path` is. */
-export const loadCheckpoint = (path: string): Effect.Effect<LoadedCheckpoint, LoadCheckpointError> =>
-  Effect.flatMap(pathKind(path), (kind): Effect.Effect<LoadedCheckpoint, LoadCheckpointError> => {
+export const loadCheckpoint = (path: string): Effect.Effect<LoadedCheckpoint, LoadCheckpointError, FileSystem.FileSystem> =>
+  Effect.flatMap(pathKind(path), (kind): Effect.Effect<LoadedCheckpoint, LoadCheckpointError, FileSystem.FileSystem> => {
     switch (kind) {
       case "directory":
         return loadHfModel(path)
@@ -43,7 +44,7 @@ export interface LoadedModel<M> {
  * disposed afterwards, whether `build` succeeds or throws; typed errors it throws (`ShapeMismatch`,
  * `InvalidCheckpoint`, `ConfigError`) become failures, anything else stays a defect.
  */
-export const loadModelWith = <M>(path: string, build: ModelFactory<M>): Effect.Effect<LoadedModel<M>, LoadCheckpointError | ThrownError> =>
+export const loadModelWith = <M>(path: string, build: ModelFactory<M>): Effect.Effect<LoadedModel<M>, LoadCheckpointError | ThrownError, FileSystem.FileSystem> =>
   Effect.acquireUseRelease(
     loadCheckpoint(path),
     (loaded) =>
