@@ -110,7 +110,10 @@ for (const system of systems) {
       const root = system.root()
       const path = `${root}/logs/metrics.jsonl`
       const write = (append: boolean, records: ReadonlyArray<Record<string, number>>) =>
-        Effect.scoped(Effect.flatMap(Layer.build(MetricsLog.jsonl(path, { append })), (context) => Effect.forEach(records, (r) => context.unsafeMap.get(MetricsLog.key).write(r))))
+        Effect.provide(
+          Effect.forEach(records, (record) => Effect.flatMap(MetricsLog, (log) => log.write(record))),
+          MetricsLog.jsonl(path, { append })
+        )
       const text = await run(
         Effect.gen(function* () {
           yield* write(true, [{ step: 1 }, { step: 2 }])

@@ -7,44 +7,37 @@
  */
 import type { FileSystem } from "@effect/platform"
 import {
-  AdapterSet,
   attempt,
   type CheckpointFiles,
   ConfigError,
   decodeConfig,
   type FileError,
-  InvalidCheckpoint,
-  ShapeMismatch,
   latestCheckpoint,
   makeSchedule,
+  OPTIMIZER_STATE_FILE,
   optimizerStateFile,
   readTrainerState,
   restoreOptimizer,
-  Safetensors,
   train,
-  type TrainingHook,
   writeCheckpoint,
-  writeFileAtomic,
-  readCheckpointFile
+  writeFileAtomic
 } from "@peftkit/core"
-import { Chain, chainCheckpointFiles, exportChain, restoreChain, saveChainLora } from "@peftkit/cola"
 import { type Batch, type Batcher, loadDataset, makeBatcher, type TokenizedExample } from "@peftkit/data"
-import { lora, loraConfig, peftLoraFiles, restoreAdapterWeights, saveAdapter } from "@peftkit/lora"
-import { type CausalLM, causalLmLoss, saveHfModel } from "@peftkit/models"
+import { type CausalLM, causalLmLoss } from "@peftkit/models"
 import { adamw } from "@peftkit/optimizers"
 import { encodeTrainingExample, loadTask, sampleTask, taskByName } from "@peftkit/tasks"
 import type { Tokenizer } from "@peftkit/tokenizers"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Option } from "effect"
 import { join, resolve } from "node:path"
 import { parseFlags } from "../Flags.js"
 import { trainFlags } from "../CommandFlags.js"
 import { lossReportHtml } from "../LossReport.js"
 import { baseLayers, loadModelAndTokenizer, say } from "../Runtime.js"
+import { methods } from "../methods/index.js"
 import { TrainOptions } from "../TrainOptions.js"
 
 const CHECKPOINTS = "checkpoints"
-const MODEL_STATE_FILE = "model.safetensors"
 
 /** The options that define a run: a resume must use the same ones, or it trains something else. */
 const RUN_DEFINING = ["model", "data", "task", "method", "rank", "alpha", "rslora", "links", "knotOptimizer", "linkWarmup", "targetModules", "batchSize", "learningRate", "schedule", "warmup", "weightDecay", "seed", "maxSeqLength", "maskPrompt"] as const
@@ -142,54 +135,18 @@ export const runTrain = (options: TrainOptions) =>
     const validBatcher = data.valid.length > 0 ? makeBatcher(data.valid, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, shuffle: false }) : undefined
     const steps = options.iters ?? (options.epochs ?? 1) * batcher.batchesPerEpoch
 
-    // The method: which parameters train and how.
+    // The method: which parameters train, with which hooks, checkpoints and result.
     const optimizer = adamw([], { weightDecay: options.weightDecay })
-    const adapterConfig = yield* attempt(() =>
-      loraConfig({ r: options.rank, alpha: options.alpha, dropout: options.dropout, useRslora: options.rslora, targetModules: options.targetModules })
-    )
-    let adapters: AdapterSet | undefined
-    let chain: Chain<typeof adapterConfig> | undefined
-    const hooks: Array<TrainingHook<ConfigError>> = []
-    model.setTrainable(options.method === "full")
-    if (options.method === "full") {
-      optimizer.setParameters([{ params: model.parameters() }])
-    } else if (options.method === "lora") {
-      adapters = yield* attempt(() => AdapterSet.inject(model, lora, adapterConfig, { targetModules: options.targetModules, seed: options.seed }))
-      optimizer.setParameters([{ params: adapters.parameters() }])
-    } else {
-      chain = yield* attempt(() =>
-        Chain.make({
-          model,
-          variant: lora,
-          adapterConfig,
-          chain: { totalSteps: steps, links: Math.min(options.links, steps), optimizerAtKnot: options.knotOptimizer, warmupSteps: options.linkWarmup, seed: options.seed }
-        })
-      )
-      chain.attach(optimizer)
-      hooks.push(chain.hook())
-    }
+    const method = yield* methods[options.method].setup({ model, options, steps, optimizer })
     const trainable = optimizer.groups.flatMap((group) => group.params).reduce((sum, param) => sum + param.variable.size, 0)
-    const base = yield* attempt(() => makeSchedule({ kind: options.schedule, peak: options.learningRate, totalSteps: steps, warmupSteps: Math.min(options.warmup, steps) }))
-    const schedule = chain?.schedule(base) ?? base
-    yield* say(`method: ${options.method}${options.method === "full" ? "" : ` r=${options.rank} alpha=${options.alpha}${chain ? `, ${chain.links} links (knots at ${chain.knots.join(", ") || "none"})` : ""}`}; ${trainable.toLocaleString("en")} trainable parameters; ${steps} steps of ${options.batchSize}`)
+    const schedule = method.schedule(
+      yield* attempt(() => makeSchedule({ kind: options.schedule, peak: options.learningRate, totalSteps: steps, warmupSteps: Math.min(options.warmup, steps) }))
+    )
+    yield* say(`method: ${options.method} (${method.describe}); ${trainable.toLocaleString("en")} trainable parameters; ${steps} steps of ${options.batchSize}`)
 
     // Checkpoints: everything needed to continue exactly.
     const checkpointFiles = (): Effect.Effect<CheckpointFiles> =>
-      Effect.gen(function* () {
-        const files: Record<string, Uint8Array | string> = { "optimizer.safetensors": yield* optimizerStateFile(optimizer) }
-        if (chain !== undefined) Object.assign(files, yield* chainCheckpointFiles(chain))
-        else if (adapters !== undefined) {
-          const tensors = adapters.stateDict()
-          Object.assign(files, yield* peftLoraFiles({ ...adapterConfig, targetModules: adapters.targetModules }, tensors))
-          Object.values(tensors).forEach((t) => t.dispose())
-          files["random_state.json"] = json(adapters.randomState())
-        } else {
-          const tensors = model.stateDict()
-          files[MODEL_STATE_FILE] = yield* Effect.promise(() => Safetensors.encodeTensorsAsync(tensors))
-          Object.values(tensors).forEach((t) => t.dispose())
-        }
-        return files
-      })
+      Effect.map(Effect.zip(method.checkpointFiles(), optimizerStateFile(optimizer)), ([files, optimizerState]) => ({ ...files, [OPTIMIZER_STATE_FILE]: optimizerState }))
     let startStep = 0
     if (options.resume) {
       const latest = yield* latestCheckpoint(join(out, CHECKPOINTS))
@@ -206,28 +163,7 @@ export const runTrain = (options: TrainOptions) =>
           return yield* new ConfigError({ field: `train.${flag}`, reason: `differs from the checkpoint being resumed (${JSON.stringify(state[key])}, now ${JSON.stringify(value)}): resume with the same options` })
         }
       }
-      if (chain !== undefined) yield* restoreChain(chain, dir)
-      else if (adapters !== undefined) {
-        yield* restoreAdapterWeights(dir, adapters)
-        const bytes = yield* readCheckpointFile(dir, "random_state.json")
-        const random = yield* Effect.try({
-          try: () => JSON.parse(new TextDecoder().decode(bytes)) as unknown,
-          catch: () => new InvalidCheckpoint({ path: `${dir}/random_state.json`, reason: "not JSON" })
-        }).pipe(Effect.flatMap((json) => decodeConfig(Schema.Record({ key: Schema.String, value: Schema.Array(Schema.Number) }), json, "random_state")))
-        adapters.setRandomState(random)
-      } else {
-        const path = `${dir}/${MODEL_STATE_FILE}`
-        const file = yield* Safetensors.decode(yield* readCheckpointFile(dir, MODEL_STATE_FILE), path)
-        const views = new Map(file.tensors.map((view) => [view.name, view]))
-        const byName = new Map(model.parameters().map((param) => [param.name, param.variable]))
-        // All or nothing: every parameter present with its shape before any is assigned.
-        for (const [name, variable] of byName) {
-          const view = views.get(name)
-          if (view === undefined) return yield* new InvalidCheckpoint({ path, tensor: name, reason: "missing" })
-          if (!tf.util.arraysEqual([...view.shape], variable.shape)) return yield* new ShapeMismatch({ what: name, expected: variable.shape, actual: view.shape })
-        }
-        for (const [name, variable] of byName) tf.tidy(() => variable.assign(Safetensors.toTensor(views.get(name)!)))
-      }
+      yield* method.restore(dir)
       yield* restoreOptimizer(dir, optimizer)
       startStep = state.step
       yield* say(`resumed from ${dir} at step ${startStep}`)
@@ -245,7 +181,7 @@ export const runTrain = (options: TrainOptions) =>
       learningRate: schedule,
       clipNorm: options.gradClip,
       reportEvery: options.stepsPerReport,
-      hooks,
+      hooks: method.hooks,
       ...(validBatcher === undefined ? {} : { evalEvery: options.stepsPerEval ?? steps, evaluate: () => meanLoss(model, validBatcher, options.valBatches) }),
       ...(options.saveEvery === undefined
         ? {}
@@ -253,18 +189,7 @@ export const runTrain = (options: TrainOptions) =>
     })
 
     // The result: a PEFT adapter (COLA: the chain as one LoRA), or the whole model for full fine-tuning.
-    if (chain !== undefined) {
-      const exported = yield* exportChain(chain)
-      yield* saveChainLora(out, exported, { baseModel: options.model, taskType: "CAUSAL_LM" })
-      yield* say(`saved the ${chain.links}-link chain as one PEFT LoRA of rank ${exported.rank}: ${out}`)
-    } else if (adapters !== undefined) {
-      yield* saveAdapter(out, adapters, adapterConfig, { baseModel: options.model, taskType: "CAUSAL_LM" })
-      yield* say(`saved the adapter (PEFT layout): ${out}`)
-    } else {
-      const tensors = model.stateDict()
-      yield* saveHfModel(out, config, tensors).pipe(Effect.ensuring(Effect.sync(() => Object.values(tensors).forEach((t) => t.dispose()))))
-      yield* say(`saved the fine-tuned model (HF layout): ${out}`)
-    }
+    yield* say(yield* method.save(out, options.model))
     yield* writeFileAtomic(
       join(out, "report.html"),
       lossReportHtml({

@@ -1,0 +1,52 @@
+/**
+ * LoRA: adapters on the target modules, the base frozen; checkpoints hold the adapter in PEFT layout
+ * plus its dropout stream, and the result is a PEFT adapter directory.
+ */
+import { AdapterSet, attempt, decodeConfig, InvalidCheckpoint, readCheckpointFile } from "@peftkit/core"
+import { lora, peftLoraFiles, restoreAdapterWeights, saveAdapter } from "@peftkit/lora"
+import { Effect, Schema } from "effect"
+import { adapterConfigOf, describeAdapter } from "./internal/adapterConfig.js"
+import type { TrainingMethod } from "./Method.js"
+
+const RANDOM_STATE_FILE = "random_state.json"
+const RandomState = Schema.Record({ key: Schema.String, value: Schema.Array(Schema.Number) })
+
+export const loraMethod: TrainingMethod = {
+  name: "lora",
+  setup: ({ model, options, optimizer }) =>
+    attempt(() => {
+      const config = adapterConfigOf(options)
+      model.setTrainable(false)
+      const adapters = AdapterSet.inject(model, lora, config, { targetModules: config.targetModules, seed: options.seed })
+      optimizer.setParameters([{ params: adapters.parameters() }])
+      return {
+        describe: describeAdapter(options),
+        hooks: [],
+        schedule: (base) => base,
+        checkpointFiles: () =>
+          Effect.acquireUseRelease(
+            Effect.sync(() => adapters.stateDict()),
+            (tensors) =>
+              Effect.map(peftLoraFiles({ ...config, targetModules: adapters.targetModules }, tensors), (files) => ({
+                ...files,
+                [RANDOM_STATE_FILE]: `${JSON.stringify(adapters.randomState(), null, 2)}\n`
+              })),
+            (tensors) => Effect.sync(() => Object.values(tensors).forEach((t) => t.dispose()))
+          ),
+        restore: (dir) =>
+          Effect.gen(function* () {
+            // Read and decode everything before any weight changes.
+            const bytes = yield* readCheckpointFile(dir, RANDOM_STATE_FILE)
+            const json = yield* Effect.try({
+              try: () => JSON.parse(new TextDecoder().decode(bytes)) as unknown,
+              catch: () => new InvalidCheckpoint({ path: `${dir}/${RANDOM_STATE_FILE}`, reason: "not JSON" })
+            })
+            const random = yield* decodeConfig(RandomState, json, "random_state")
+            yield* restoreAdapterWeights(dir, adapters)
+            adapters.setRandomState(random)
+          }),
+        save: (out, baseModel) =>
+          Effect.as(saveAdapter(out, adapters, config, { baseModel, taskType: "CAUSAL_LM" }), `saved the adapter (PEFT layout): ${out}`)
+      }
+    })
+}
