@@ -3,21 +3,25 @@
  * included, but slow; the last resort of `auto` and a reference for tests. Imported inside `load`,
  * so importing this file registers nothing.
  */
-import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine } from "@peftkit/core"
+import { activateTfjsBackend, backendUnavailable, firstLine } from "@peftkit/core"
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
+import { cpuPackage, cpuPackageInstall } from "./internal/packageInfo.js"
 
 export const cpu: BackendProvider = {
   name: "cpu",
-  packageName: backendCatalog.cpu.packageName,
-  install: backendCatalog.cpu.install,
+  // The last resort of auto: every kernel, but plain JavaScript.
+  priority: 0,
+  device: "cpu",
+  packageName: cpuPackage,
+  install: cpuPackageInstall,
   load: Effect.gen(function* () {
     const module = yield* Effect.tryPromise({
       try: () => import("@tensorflow/tfjs-backend-cpu"),
-      catch: (error) => backendUnavailable("cpu", `cannot import @tensorflow/tfjs-backend-cpu: ${firstLine(error)}`)
+      catch: (error) => backendUnavailable("cpu", `cannot import @tensorflow/tfjs-backend-cpu: ${firstLine(error)}`, cpuPackageInstall)
     })
-    yield* activateTfjsBackend("cpu", "cpu")
+    yield* activateTfjsBackend("cpu", "cpu", cpuPackageInstall)
     // Its first tensor write would print "install tfjs-node" advice in Node; peftkit's own
     // selection (Backend.layer("auto")) already says what is faster and how to get it.
     const instance = tf.findBackend("cpu") as { firstUse?: boolean } | null

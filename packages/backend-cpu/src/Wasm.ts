@@ -3,12 +3,21 @@
  * runtime has it (Node, every current browser), threads where the runtime allows (browsers with
  * cross-origin isolation; not Node). The tfjs module is imported inside `load`, so importing this
  * file registers nothing.
+ *
+ * `load` also installs peftkit's fast paths for wasm, so model, adapter and attention code calls
+ * plain tfjs ops: kernel overrides (matmuls with transposes on XNNPACK and kept transposes of
+ * frozen weights, a copying Slice and Reverse, row-parallel matmuls in Node) and the blockwise
+ * `attention` op (core's `BackendOps`).
  */
-import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine } from "@peftkit/core"
+import { activateTfjsBackend, backendUnavailable, firstLine, registerBackendOps } from "@peftkit/core"
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
+import { blockwiseAttention } from "./internal/blockwiseAttention.js"
 import { installContinuousSlice } from "./internal/continuousSlice.js"
+import { installCopyReverse } from "./internal/copyReverse.js"
+import { cpuPackage, cpuPackageInstall } from "./internal/packageInfo.js"
+import { installTransposeFreeMatMul } from "./internal/transposeFreeMatMul.js"
 
 export interface WasmOptions {
   /**
@@ -52,19 +61,21 @@ const parallelMatMulInNode = (requested: number | undefined) =>
 /** A wasm provider with explicit options; {@link wasm} is the default one. */
 export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => ({
   name: "wasm",
-  packageName: backendCatalog.wasm.packageName,
-  install: backendCatalog.wasm.install,
+  priority: 100,
+  device: "cpu",
+  packageName: cpuPackage,
+  install: cpuPackageInstall,
   load: Effect.gen(function* () {
     const module = yield* Effect.tryPromise({
       try: () => import("@tensorflow/tfjs-backend-wasm"),
-      catch: (error) => backendUnavailable("wasm", `cannot import @tensorflow/tfjs-backend-wasm: ${firstLine(error)}`)
+      catch: (error) => backendUnavailable("wasm", `cannot import @tensorflow/tfjs-backend-wasm: ${firstLine(error)}`, cpuPackageInstall)
     })
     const features = yield* Effect.tryPromise({
       try: async () => ({
         simd: Boolean(await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT")),
         multithread: Boolean(await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT"))
       }),
-      catch: (error) => backendUnavailable("wasm", `cannot probe WebAssembly features: ${firstLine(error)}`)
+      catch: (error) => backendUnavailable("wasm", `cannot probe WebAssembly features: ${firstLine(error)}`, cpuPackageInstall)
     })
     const initialised = tf.findBackend("wasm") != null
     if (!initialised) {
@@ -74,8 +85,12 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
       // Must precede initialisation: the thread pool is created with the module.
       if (features.multithread) module.setThreadsCount(Math.max(1, Math.floor(options.threads ?? defaultThreads())))
     }
-    yield* activateTfjsBackend("wasm", "wasm")
+    yield* activateTfjsBackend("wasm", "wasm", cpuPackageInstall)
+    // Before the row-parallel matmul, which wraps whatever BatchMatMul is registered.
+    installTransposeFreeMatMul()
     installContinuousSlice()
+    installCopyReverse()
+    registerBackendOps("wasm", { attention: blockwiseAttention })
     const matMulThreads = yield* parallelMatMulInNode(options.threads)
     const threads = Math.max(module.getThreadsCount(), matMulThreads)
     const detail = `${features.simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}${matMulThreads > 1 ? " for matmuls" : ""}`

@@ -1,14 +1,16 @@
 /**
- * peftkit's wasm fast paths give tfjs's own numbers: `matMul2d` (untransposed products, forward
- * and gradient), `TransposedWeight` (a kept W^T that follows every assignment) and the
- * contiguous-slice kernel. Each is compared with the plain tfjs computation on the CPU backend.
+ * The wasm backend's kernel overrides give tfjs's own numbers: transposed matmuls on XNNPACK
+ * (forward and gradient, tfjs's own matMul gradient), a kept W^T for a frozen weight that follows
+ * every assignment, the fused matmul, the contiguous Slice and the copying Reverse. Each is
+ * compared with the same plain tfjs computation on the CPU backend.
  */
-import { Backend, matMul2d, prefersPlainMatMul, selectBackend, TransposedWeight } from "@peftkit/core"
+import { Backend, selectBackend } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { availableParallelism } from "node:os"
 import { describe, expect, it } from "vitest"
 import { providers } from "../src/index.js"
+import { keptTransposes } from "../src/internal/transposeFreeMatMul.js"
 
 const use = (backend: "cpu" | "wasm") => Effect.runPromise(Effect.provide(Effect.void, Backend.layer(backend, providers)))
 
@@ -30,7 +32,7 @@ const product = (multiply: (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D, aSha
     return [value, da!, db!].map((t) => t.dataSync().slice())
   })
 
-describe("matMul2d", () => {
+describe("tf.matMul with transposes (the BatchMatMul override)", () => {
   const cases: Array<[boolean, boolean, [number, number], [number, number]]> = [
     [false, false, [37, 19], [19, 23]],
     [false, true, [37, 19], [23, 19]],
@@ -40,23 +42,22 @@ describe("matMul2d", () => {
     [false, true, [3, 64], [200, 64]]
   ]
   for (const [ta, tb, aShape, bShape] of cases) {
-    it(`transposeA=${ta}, transposeB=${tb}, ${aShape} x ${bShape}: value and gradients equal tf.matMul on cpu to 1e-5`, async () => {
+    it(`transposeA=${ta}, transposeB=${tb}, ${aShape} x ${bShape}: value and gradients equal the cpu backend's to 1e-5`, async () => {
       await use("cpu")
       const expected = product((a, b) => tf.matMul(a, b, ta, tb), aShape, bShape)
       await use("wasm")
-      expect(prefersPlainMatMul()).toBe(true)
       const before = tf.memory().numTensors
-      const actual = product((a, b) => matMul2d(a, b, ta, tb), aShape, bShape)
+      const actual = product((a, b) => tf.matMul(a, b, ta, tb), aShape, bShape)
       expect(tf.memory().numTensors).toBe(before)
       actual.forEach((values, i) => close(values, expected[i]!, 1e-5))
     })
   }
 })
 
-describe("TransposedWeight", () => {
+describe("kept transposes of frozen weights", () => {
   // dx sums 24 products of 40-term sums: XNNPACK and the JS kernel round in different orders.
   const tolerance = 1e-4
-  it("x W^T and dx equal tf.matMul's to 1e-4; follows W.assign; one kept tensor, freed by release", async () => {
+  it("x W^T and dx equal the cpu backend's; W^T is kept from the second use, follows W.assign, freed with W", async () => {
     await use("cpu")
     const reference = (seed: number) => tf.tidy(() => {
       const w = tf.randomNormal([24, 40], 0, 1, "float32", seed) as tf.Tensor2D
@@ -67,24 +68,77 @@ describe("TransposedWeight", () => {
     const expected1 = reference(11)
     const expected2 = reference(12)
     await use("wasm")
-    const weight = tf.variable(tf.randomNormal([24, 40], 0, 1, "float32", 11), false) as tf.Variable<tf.Rank.R2>
-    const product = new TransposedWeight(weight)
+    // The variable is W's only holder, as in a model: freeing its old value frees the data.
+    const initial = tf.randomNormal([24, 40], 0, 1, "float32", 11)
+    const weight = tf.variable(initial, false) as tf.Variable<tf.Rank.R2>
+    initial.dispose()
     const run = () => tf.tidy(() => {
       const x = tf.randomNormal([9, 40], 0, 1, "float32", 7) as tf.Tensor2D
-      const dx = tf.grad((input: tf.Tensor) => tf.sum(tf.square(product.apply(input as tf.Tensor2D))))(x)
-      return [product.apply(x).dataSync().slice(), dx.dataSync().slice()]
+      const dx = tf.grad((input: tf.Tensor) => tf.sum(tf.square(tf.matMul(input as tf.Tensor2D, weight, false, true))))(x)
+      return [tf.matMul(x, weight, false, true).dataSync().slice(), dx.dataSync().slice()]
     })
     const base = tf.memory().numTensors
+    const keptBefore = keptTransposes()
+    // Two uses of W^T in a run (the value and the gradient's forward): kept from the second one.
     run().forEach((values, i) => close(values, expected1[i]!, tolerance))
-    expect(tf.memory().numTensors).toBe(base + 1)
-    run()
-    expect(tf.memory().numTensors).toBe(base + 1)
+    expect(keptTransposes()).toBe(keptBefore + 1)
+    run().forEach((values, i) => close(values, expected1[i]!, tolerance))
+    expect(keptTransposes()).toBe(keptBefore + 1)
+    // A new value of W frees the old transpose; the next uses keep the new one.
     tf.tidy(() => weight.assign(tf.randomNormal([24, 40], 0, 1, "float32", 12)))
+    expect(keptTransposes()).toBe(keptBefore)
     run().forEach((values, i) => close(values, expected2[i]!, tolerance))
-    expect(tf.memory().numTensors).toBe(base + 1)
-    product.release()
+    run().forEach((values, i) => close(values, expected2[i]!, tolerance))
+    expect(keptTransposes()).toBe(keptBefore + 1)
+    // Kept transposes live outside the engine's tensors: nothing to leak there.
     expect(tf.memory().numTensors).toBe(base)
     weight.dispose()
+    expect(keptTransposes()).toBe(keptBefore)
+  })
+})
+
+describe("the fused matmul", () => {
+  it("transposeB with a bias (wrong in tfjs-backend-wasm 4.22's own kernel) equals the cpu backend's", async () => {
+    const compute = () => tf.tidy(() => {
+      const x = tf.randomNormal([5, 8], 0, 1, "float32", 1) as tf.Tensor2D
+      const w = tf.randomNormal([6, 8], 0, 1, "float32", 2) as tf.Tensor2D
+      const bias = tf.randomNormal([6], 0, 1, "float32", 3)
+      return [
+        tf.fused.matMul({ a: x, b: w, transposeB: true, bias }),
+        tf.fused.matMul({ a: tf.transpose(x), b: w, transposeA: true, transposeB: true, bias, activation: "relu" })
+      ].map((t) => t.dataSync().slice())
+    })
+    await use("cpu")
+    const expected = compute()
+    await use("wasm")
+    const before = tf.memory().numTensors
+    compute().forEach((values, i) => close(values, expected[i]!, 1e-5))
+    expect(tf.memory().numTensors).toBe(before)
+  })
+})
+
+describe("the copying Reverse kernel", () => {
+  it("gives tfjs's values for one axis (any position, size-1 axes ignored), several axes, int32 and bool, without leaks", async () => {
+    const reversals = () => tf.tidy(() => {
+      const x = tf.reshape(tf.range(0, 2 * 3 * 4 * 40, 1, "float32"), [2, 3, 4, 40])
+      return [
+        tf.reverse(x, 0),
+        tf.reverse(x, 1),
+        tf.reverse(x, -1),
+        tf.reverse(tf.reshape(x, [2, 3, 4, 2, 20]), 3),
+        tf.reverse(tf.reshape(x, [2, 3, 4, 20, 2]), 4),
+        tf.reverse(x, [1, 2]),
+        tf.reverse(tf.reshape(x, [1, 24, 40]), [0]),
+        tf.reverse(tf.cast(x, "int32"), 2),
+        tf.reverse(tf.greater(x, 100), 3)
+      ].map((t) => ({ shape: t.shape, dtype: t.dtype, values: Array.from(t.dataSync()) }))
+    })
+    await use("cpu")
+    const expected = reversals()
+    await use("wasm")
+    const before = tf.memory().numTensors
+    expect(reversals()).toEqual(expected)
+    expect(tf.memory().numTensors).toBe(before)
   })
 })
 

@@ -7,5 +7,5 @@ import { node, nodeGpu } from "./NodeBackends.js"
 
 export { node, nodeGpu } from "./NodeBackends.js"
 
-/** What `Backend.layer` discovers in this package, fastest first. */
+/** This package's providers, fastest first, for `registerBackends` or `Backend.layer`. */
 export const providers: ReadonlyArray<BackendProvider> = [nodeGpu, node]

@@ -1,4 +1,4 @@
-import { Backend, BackendUnavailable } from "@peftkit/core"
+import { Backend, BackendUnavailable, registerBackends } from "@peftkit/core"
 import { MathBackendCPU } from "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either } from "effect"
@@ -65,11 +65,22 @@ describe("the real packages on this machine", () => {
     expect(e.install).toMatch(/^npm install @peftkit\/backend-node @tensorflow\/tfjs-node \(/)
   })
 
-  it("Backend.layer('node-gpu') without providers discovers this package and fails the same way", async () => {
-    const program = Effect.provide(Backend, Backend.layer("node-gpu"))
-    const e = await loadError(program)
-    expect(e.backend).toBe("node-gpu")
-    expect(e.message).toContain(gpuInstall)
+  it("registered (registerBackends), Backend.layer('node-gpu') finds this package's provider and fails the same way", async () => {
+    const undo = registerBackends(providers)
+    try {
+      const e = await loadError(Effect.provide(Backend, Backend.layer("node-gpu")))
+      expect(e.backend).toBe("node-gpu")
+      expect(e.message).toContain(gpuInstall)
+    } finally {
+      undo()
+    }
+  })
+
+  it("describes itself to auto: node-gpu before webgpu (300) before node, both before wasm (100)", () => {
+    expect(providers.map((p) => [p.name, p.priority, p.device, p.packageName])).toEqual([
+      ["node-gpu", 400, "gpu", "@peftkit/backend-node"],
+      ["node", 200, "cpu", "@peftkit/backend-node"]
+    ])
   })
 })
 
@@ -210,7 +221,7 @@ describe("selection through Backend.layer", () => {
     expect(backend.info.name).toBe("node")
     expect(backend.selection.reason).toBe(
       "auto: node-gpu unavailable (@tensorflow/tfjs-node-gpu is installed but its native binding failed to load: " +
-        "libcudnn.so.8: cannot open shared object file), webgpu unavailable (no provider for it was given); " +
+        "libcudnn.so.8: cannot open shared object file); " +
         "picked node (CPU (libtensorflow))"
     )
     expect(tf.getBackend()).toBe("fake-tensorflow-cpu")
@@ -226,9 +237,8 @@ describe("selection through Backend.layer", () => {
     )
   })
 
-  it("explicit node when only node-gpu was given names what to install", async () => {
+  it("explicit node when only node-gpu was given lists what was", async () => {
     const e = Either.getOrThrow(Either.flip(await select("node", [workingGpu])))
-    expect(e.reason).toBe("no provider for it was given")
-    expect(e.install).toMatch(/^npm install @peftkit\/backend-node @tensorflow\/tfjs-node /)
+    expect(e.reason).toBe("no provider for it is given (registered: node-gpu)")
   })
 })

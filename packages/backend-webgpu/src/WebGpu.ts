@@ -8,7 +8,7 @@
  * The adapter is inspected before tfjs uses it: vendor, architecture, limits, and whether it is a
  * software rasteriser (SwiftShader, llvmpipe, lavapipe), which `auto` passes over for wasm.
  */
-import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine, isModuleNotFound } from "@peftkit/core"
+import { activateTfjsBackend, backendUnavailable, firstLine, isModuleNotFound } from "@peftkit/core"
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
@@ -58,6 +58,13 @@ export interface WebGpuOptions {
   readonly importDawn?: () => Promise<unknown>
 }
 
+/** What to install for WebGPU: the hint of this provider's errors. */
+export const webgpuInstall =
+  "npm install @peftkit/backend-webgpu webgpu (in Node; Linux needs a Vulkan driver, e.g. " +
+  "mesa-vulkan-drivers >= 25; in a browser @peftkit/backend-webgpu alone, on a WebGPU-enabled browser)"
+
+const unavailable = (reason: string, install: string = webgpuInstall) => backendUnavailable("webgpu", reason, install)
+
 const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|software|basic render driver/i
 
 /** Reads vendor, architecture, limits and software-ness off an adapter (info or the older method). */
@@ -97,15 +104,13 @@ const importDawnDefault = (): Promise<unknown> => {
 }
 
 /** Puts Dawn on `navigator.gpu` (Node), or fails saying what is missing. */
-const ensureNavigatorGpu = (options: WebGpuOptions): Effect.Effect<GpuLike, ReturnType<typeof backendUnavailable>> =>
+const ensureNavigatorGpu = (options: WebGpuOptions): Effect.Effect<GpuLike, ReturnType<typeof unavailable>> =>
   Effect.gen(function* () {
     const existing = currentGpu()
     if (existing !== undefined) return existing
     if (!isNode()) {
       return yield* Effect.fail(
-        backendUnavailable(
-          "webgpu",
-          "this browser does not expose navigator.gpu (WebGPU)",
+        unavailable("this browser does not expose navigator.gpu (WebGPU)",
           "use a WebGPU-enabled browser (Chrome/Edge 113+; headless Chromium needs --enable-unsafe-webgpu)"
         )
       )
@@ -114,19 +119,19 @@ const ensureNavigatorGpu = (options: WebGpuOptions): Effect.Effect<GpuLike, Retu
       try: options.importDawn ?? importDawnDefault,
       catch: (error) =>
         isModuleNotFound(error, "webgpu")
-          ? backendUnavailable("webgpu", "the `webgpu` package (Dawn for Node) is not installed")
-          : backendUnavailable("webgpu", `the \`webgpu\` package (Dawn) failed to load: ${firstLine(error)}`)
+          ? unavailable("the `webgpu` package (Dawn for Node) is not installed")
+          : unavailable(`the \`webgpu\` package (Dawn) failed to load: ${firstLine(error)}`)
     })
     const { create, globals } = dawn as {
       create?: (options: ReadonlyArray<string>) => GpuLike
       globals?: Record<string, unknown>
     }
     if (typeof create !== "function") {
-      return yield* Effect.fail(backendUnavailable("webgpu", "the `webgpu` package exports no create()"))
+      return yield* Effect.fail(unavailable("the `webgpu` package exports no create()"))
     }
     const gpu = yield* Effect.try({
       try: () => create([...(options.dawnOptions ?? [])]),
-      catch: (error) => backendUnavailable("webgpu", `Dawn's create() failed: ${firstLine(error)}`)
+      catch: (error) => unavailable(`Dawn's create() failed: ${firstLine(error)}`)
     })
     // GPUBufferUsage, GPUMapMode, ... which tfjs's webgpu backend reads as globals.
     if (globals !== undefined) Object.assign(globalThis, globals)
@@ -139,27 +144,29 @@ const ensureNavigatorGpu = (options: WebGpuOptions): Effect.Effect<GpuLike, Retu
 /** A WebGPU provider with explicit options; {@link webgpu} is the default one. */
 export const makeWebGpuProvider = (options: WebGpuOptions = {}): BackendProvider => ({
   name: "webgpu",
-  packageName: backendCatalog.webgpu.packageName,
-  install: backendCatalog.webgpu.install,
+  // After native CUDA, before native CPU; auto takes it only on a hardware adapter.
+  priority: 300,
+  device: "gpu",
+  autoRequiresHardwareGpu: true,
+  packageName: "@peftkit/backend-webgpu",
+  install: webgpuInstall,
   load: Effect.gen(function* () {
     const gpu = yield* ensureNavigatorGpu(options)
     // Imported only now that navigator.gpu exists: that is when it registers its backend (and
     // its flags, such as WEBGPU_USE_LOW_POWER_GPU).
     const module = yield* Effect.tryPromise({
       try: () => import("@tensorflow/tfjs-backend-webgpu"),
-      catch: (error) => backendUnavailable("webgpu", `cannot import @tensorflow/tfjs-backend-webgpu: ${firstLine(error)}`)
+      catch: (error) => unavailable(`cannot import @tensorflow/tfjs-backend-webgpu: ${firstLine(error)}`)
     })
     const powerPreference = options.powerPreference ?? "high-performance"
     tf.env().set("WEBGPU_USE_LOW_POWER_GPU", powerPreference === "low-power")
     const adapter = yield* Effect.tryPromise({
       try: () => gpu.requestAdapter({ powerPreference }),
-      catch: (error) => backendUnavailable("webgpu", `requestAdapter failed: ${firstLine(error)}`)
+      catch: (error) => unavailable(`requestAdapter failed: ${firstLine(error)}`)
     })
     if (adapter === null || adapter === undefined) {
       return yield* Effect.fail(
-        backendUnavailable(
-          "webgpu",
-          "no WebGPU adapter found",
+        unavailable("no WebGPU adapter found",
           isNode()
             ? "Dawn needs a working Vulkan driver: on Linux install one, e.g. mesa-vulkan-drivers >= 25 " +
                 "(Debian bookworm-backports); check with `vulkaninfo --summary`"
@@ -192,7 +199,7 @@ export const makeWebGpuProvider = (options: WebGpuOptions = {}): BackendProvider
         3
       )
     }
-    yield* activateTfjsBackend("webgpu", "webgpu")
+    yield* activateTfjsBackend("webgpu", "webgpu", webgpuInstall)
     const name = described.description || [described.vendor, described.architecture].filter((s) => s).join(" ")
     return {
       name: "webgpu",

@@ -17,5 +17,5 @@ export {
   type WebGpuOptions
 } from "./WebGpu.js"
 
-/** What `Backend.layer` discovers in this package. */
+/** This package's provider, for `registerBackends` or `Backend.layer`. */
 export const providers: ReadonlyArray<BackendProvider> = [webgpu]

@@ -6,13 +6,14 @@ import { Backend, type BackendChoice, MetricsLog, ProgressReporter } from "@peft
 import { type CausalLM, loadCausalLM } from "@peftkit/models"
 import { loadTokenizer, type Tokenizer } from "@peftkit/tokenizers"
 import { Effect, Layer } from "effect"
+import { backendLayer } from "./InstalledBackends.js"
 
 /** Status lines go to stderr so stdout stays clean for generated text and tables. */
 export const say = (text: string) => Effect.sync(() => void process.stderr.write(`${text}\n`))
 
 export const baseLayers = (backend: BackendChoice, metricsPath?: string, append = true) =>
   Layer.mergeAll(
-    Backend.layer(backend),
+    backendLayer(backend),
     ProgressReporter.terminal(),
     metricsPath === undefined ? MetricsLog.none : MetricsLog.jsonl(metricsPath, { append })
   )

@@ -7,11 +7,13 @@
  */
 import { FiniteNumber, NonNegativeInt, PositiveInt, Probability, TargetModulesSchema } from "@peftkit/core"
 import { Schema } from "effect"
+import { knownBackendNames } from "./InstalledBackends.js"
 
 export const Method = Schema.Literal("lora", "cola", "full")
 export type Method = typeof Method.Type
 
-export const BackendName = Schema.Literal("auto", "node-gpu", "node", "webgpu", "wasm", "cpu")
+/** "auto" or a backend the CLI knows (`InstalledBackends.ts`). */
+export const BackendName = Schema.Literal("auto", ...knownBackendNames)
 
 export const TrainOptions = Schema.Struct({
   /** A Hugging Face model directory or a llama2.c checkpoint file. */

@@ -1,35 +1,23 @@
 /**
  * The compute backend as a service. Library code asks for `Backend`; the application picks one with
  * `Backend.layer("wasm")` (or `"auto"`), exactly like choosing `@effect/platform-node` over
- * `-browser`. Core knows no concrete backend: providers live in `@peftkit/backend-node`,
- * `@peftkit/backend-webgpu` and `@peftkit/backend-cpu`, are passed in or discovered by dynamic
- * import, and register their tfjs backend only when their `load` runs, never at import time.
+ * `-browser`. Core knows no concrete backend: backend packages export providers, and the
+ * application registers them (`registerBackends`, see `BackendRegistry.ts`) or passes them here.
+ * A provider registers its tfjs backend only when its `load` runs, never at import time.
  *
  * tfjs keeps one global active backend, so building two Backend layers in one process means the
  * later one wins; build it once at the edge of the program.
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Context, Effect, Layer } from "effect"
+import { type BackendInfo, type BackendProvider, byPriority, registeredBackends } from "./BackendRegistry.js"
 import { BackendUnavailable } from "./Errors.js"
 
-/** The backends peftkit knows how to select. */
-export type BackendName = "node-gpu" | "node" | "webgpu" | "wasm" | "cpu"
+/** A backend's name, as its provider gives it ("wasm", "webgpu", a user's own, ...). */
+export type BackendName = string
 
-/** A backend name, or `"auto"` for the fastest one that loads here (see {@link autoOrder}). */
+/** A backend name, or `"auto"` for the highest-priority one that loads here. */
 export type BackendChoice = BackendName | "auto"
-
-/** What a loaded backend is and runs on. */
-export interface BackendInfo {
-  readonly name: BackendName
-  /** The name tfjs knows it by (`tf.getBackend()`): "tensorflow", "webgpu", "wasm", "cpu". */
-  readonly tfjsName: string
-  /** Human-readable device, e.g. "NVIDIA A100 (CUDA)", "CPU via WebAssembly (SIMD, 1 thread)". */
-  readonly device: string
-  /** True when tensors live and kernels run on a hardware GPU (false for software adapters). */
-  readonly gpu: boolean
-  /** Backend-specific facts: simd/threads for wasm, adapter vendor/architecture/limits for webgpu. */
-  readonly details: Readonly<Record<string, string | number | boolean>>
-}
 
 /** A snapshot of `tf.memory()`. */
 export interface MemoryStats {
@@ -42,20 +30,6 @@ export interface MemoryStats {
   readonly unreliable?: boolean
 }
 
-/**
- * One concrete backend, exported by a backend package (`providers: ReadonlyArray<BackendProvider>`).
- * `load` imports and registers its tfjs backend, calls `tf.setBackend` and `tf.ready()`, and
- * returns what it found; anything that stops it is a `BackendUnavailable` with an install hint.
- */
-export interface BackendProvider {
-  readonly name: BackendName
-  /** The npm package that exports this provider. */
-  readonly packageName: string
-  /** What to install (and which prerequisites) when it cannot load. */
-  readonly install: string
-  readonly load: Effect.Effect<BackendInfo, BackendUnavailable>
-}
-
 /** The service: the selected backend, a memory probe, and why it was selected. */
 export interface BackendService {
   readonly info: BackendInfo
@@ -63,62 +37,9 @@ export interface BackendService {
   readonly selection: { readonly requested: BackendChoice; readonly reason: string }
 }
 
-/** Where each backend comes from and what to install for it: the one table of such facts. */
-export interface BackendCatalogEntry {
-  /** The peftkit package whose `providers` contains this backend. */
-  readonly packageName: string
-  /** Exact install command plus prerequisites, used in every `BackendUnavailable` for it. */
-  readonly install: string
-  /**
-   * In `auto`, accept this backend only when it reports `gpu: true`. Set for WebGPU: on a
-   * software adapter (SwiftShader, llvmpipe/lavapipe) it is slower than the wasm backend.
-   */
-  readonly autoRequiresHardwareGpu: boolean
-}
-
-export const backendCatalog: Readonly<Record<BackendName, BackendCatalogEntry>> = {
-  "node-gpu": {
-    packageName: "@peftkit/backend-node",
-    install:
-      "npm install @peftkit/backend-node @tensorflow/tfjs-node-gpu (requires Linux x64 with an NVIDIA GPU, " +
-      "CUDA 11.2 and cuDNN 8.1; its install script downloads libtensorflow from storage.googleapis.com)",
-    autoRequiresHardwareGpu: false
-  },
-  webgpu: {
-    packageName: "@peftkit/backend-webgpu",
-    install:
-      "npm install @peftkit/backend-webgpu webgpu (in Node; Linux needs a Vulkan driver, e.g. " +
-      "mesa-vulkan-drivers >= 25; in a browser @peftkit/backend-webgpu alone, on a WebGPU-enabled browser)",
-    autoRequiresHardwareGpu: true
-  },
-  node: {
-    packageName: "@peftkit/backend-node",
-    install:
-      "npm install @peftkit/backend-node @tensorflow/tfjs-node (its install script downloads libtensorflow " +
-      "from storage.googleapis.com)",
-    autoRequiresHardwareGpu: false
-  },
-  wasm: {
-    packageName: "@peftkit/backend-cpu",
-    install: "npm install @peftkit/backend-cpu",
-    autoRequiresHardwareGpu: false
-  },
-  cpu: {
-    packageName: "@peftkit/backend-cpu",
-    install: "npm install @peftkit/backend-cpu",
-    autoRequiresHardwareGpu: false
-  }
-}
-
-/**
- * The order `auto` tries: native CUDA, then WebGPU on a hardware adapter, then native CPU
- * (libtensorflow), then WebAssembly (SIMD), then plain JavaScript.
- */
-export const autoOrder: ReadonlyArray<BackendName> = ["node-gpu", "webgpu", "node", "wasm", "cpu"]
-
-/** Builds the typed error for `name`, with the catalog's install hint unless one is given. */
-export const backendUnavailable = (name: BackendName, reason: string, install?: string): BackendUnavailable =>
-  new BackendUnavailable({ backend: name, reason, install: install ?? backendCatalog[name].install })
+/** Builds the typed error for backend `name`; `install` comes from its provider. */
+export const backendUnavailable = (name: string, reason: string, install: string): BackendUnavailable =>
+  new BackendUnavailable({ backend: name, reason, install })
 
 /** The first line of an error's message: native loaders append long stacks and search paths. */
 export const firstLine = (error: unknown): string => {
@@ -135,7 +56,7 @@ export const firstLine = (error: unknown): string => {
 export const activateTfjsBackend = (
   name: BackendName,
   tfjsName: string,
-  install?: string
+  install: string
 ): Effect.Effect<void, BackendUnavailable> =>
   Effect.tryPromise({
     try: async () => {
@@ -203,10 +124,6 @@ export const measurePeakBytes = async <T>(
   }
 }
 
-// --- discovery --------------------------------------------------------------------------------
-
-type Discovered = { readonly provider: BackendProvider } | { readonly error: BackendUnavailable }
-
 /**
  * True when `error` says that `specifier` itself could not be found (Node's ESM and CJS loaders,
  * and Vite/vitest's resolver phrase it differently). A package that is present but misses one of
@@ -221,78 +138,14 @@ export const isModuleNotFound = (error: unknown, specifier: string): boolean => 
   return pattern.test(`${firstLine(error)} `)
 }
 
-/**
- * Imports a backend package. The specifier is a variable on purpose: core must not depend on its
- * backends (they depend on core), and TypeScript must not resolve them. With a strict node_modules
- * layout (pnpm) core cannot see its siblings, so in Node a miss is retried from the application's
- * entry script and from the working directory. Browser bundlers cannot follow a variable import: pass providers explicitly there.
- */
-const importPackage = async (specifier: string): Promise<unknown> => {
-  try {
-    return await import(/* @vite-ignore */ specifier)
-  } catch (error) {
-    const proc = typeof process === "undefined" ? undefined : process
-    if (!isModuleNotFound(error, specifier) || proc === undefined) throw error
-    // Variables again, so browser bundlers do not try to include Node built-ins.
-    const moduleSpecifier = "node:module"
-    const urlSpecifier = "node:url"
-    const { createRequire } = (await import(/* @vite-ignore */ moduleSpecifier)) as typeof import("node:module")
-    const { pathToFileURL } = (await import(/* @vite-ignore */ urlSpecifier)) as typeof import("node:url")
-    // The application's entry script sees its own dependencies; so does the working directory.
-    const bases = [proc.argv?.[1], `${proc.cwd?.()}/`].filter((base): base is string => typeof base === "string" && base !== "undefined/")
-    for (const base of bases) {
-      let resolved: string
-      try {
-        resolved = createRequire(base).resolve(specifier)
-      } catch {
-        continue
-      }
-      return await import(/* @vite-ignore */ pathToFileURL(resolved).href)
-    }
-    throw error
-  }
-}
+// --- selection --------------------------------------------------------------------------------
 
-const discover = async (name: BackendName): Promise<Discovered> => {
-  const { packageName } = backendCatalog[name]
-  let mod: unknown
-  try {
-    mod = await importPackage(packageName)
-  } catch (error) {
-    const reason = isModuleNotFound(error, packageName)
-      ? `package ${packageName} is not installed`
-      : `package ${packageName} failed to import: ${firstLine(error)}`
-    return { error: backendUnavailable(name, reason) }
-  }
-  const list = (mod as { providers?: unknown } | null)?.providers
-  const provider = Array.isArray(list)
-    ? (list as ReadonlyArray<BackendProvider>).find((p) => p?.name === name)
-    : undefined
-  return provider === undefined
-    ? { error: backendUnavailable(name, `package ${packageName} exports no '${name}' provider`) }
-    : { provider }
-}
+const NO_PROVIDERS =
+  "install a peftkit backend package (or write a provider) and register its providers: " +
+  "registerBackends(providers), or Backend.layer(choice, providers)"
 
-const findProvider = (
-  name: BackendName,
-  providers: ReadonlyArray<BackendProvider> | undefined
-): Effect.Effect<BackendProvider, BackendUnavailable> => {
-  if (providers !== undefined) {
-    const provider = providers.find((p) => p.name === name)
-    return provider === undefined
-      ? Effect.fail(backendUnavailable(name, "no provider for it was given"))
-      : Effect.succeed(provider)
-  }
-  return Effect.flatMap(Effect.promise(() => discover(name)), (d) =>
-    "provider" in d ? Effect.succeed(d.provider) : Effect.fail(d.error)
-  )
-}
-
-const loadByName = (
-  name: BackendName,
-  providers: ReadonlyArray<BackendProvider> | undefined
-): Effect.Effect<BackendInfo, BackendUnavailable> =>
-  Effect.flatMap(findProvider(name, providers), (provider) => provider.load)
+const listNames = (providers: ReadonlyArray<BackendProvider>): string =>
+  providers.length === 0 ? "none is registered" : `registered: ${providers.map((p) => p.name).join(", ")}`
 
 const makeService = (info: BackendInfo, requested: BackendChoice, reason: string): BackendService => ({
   info,
@@ -302,74 +155,87 @@ const makeService = (info: BackendInfo, requested: BackendChoice, reason: string
 
 const describe = (info: BackendInfo): string => `${info.name} (${info.device})`
 
-const selectAuto = (
-  providers: ReadonlyArray<BackendProvider> | undefined
-): Effect.Effect<BackendService, BackendUnavailable> =>
+const selectAuto = (providers: ReadonlyArray<BackendProvider>): Effect.Effect<BackendService, BackendUnavailable> =>
   Effect.gen(function* () {
     const notes: Array<string> = []
     // A backend loaded but passed over (software WebGPU): better than nothing if all else fails.
-    let fallback: BackendInfo | undefined
-    for (const name of autoOrder) {
-      const attempt = yield* Effect.either(loadByName(name, providers))
+    let fallback: { readonly info: BackendInfo; readonly provider: BackendProvider } | undefined
+    for (const provider of providers) {
+      const attempt = yield* Effect.either(provider.load)
       if (attempt._tag === "Left") {
-        notes.push(`${name} unavailable (${attempt.left.reason})`)
+        notes.push(`${provider.name} unavailable (${attempt.left.reason})`)
         continue
       }
       const info = attempt.right
-      if (backendCatalog[name].autoRequiresHardwareGpu && !info.gpu) {
-        notes.push(`${name} skipped (${info.device} is not a hardware GPU; slower than wasm)`)
-        fallback ??= info
+      if (provider.autoRequiresHardwareGpu === true && !info.gpu) {
+        notes.push(`${provider.name} skipped (${info.device} is not a hardware GPU; slower than the CPU backends)`)
+        fallback ??= { info, provider }
         continue
       }
       const tried = notes.length === 0 ? "" : `${notes.join(", ")}; `
       return makeService(info, "auto", `auto: ${tried}picked ${describe(info)}`)
     }
     if (fallback !== undefined) {
-      const info = fallback
-      yield* activateTfjsBackend(info.name, info.tfjsName)
+      const { info, provider } = fallback
+      yield* activateTfjsBackend(info.name, info.tfjsName, provider.install)
       return makeService(info, "auto", `auto: ${notes.join(", ")}; picked ${describe(info)} as the only backend that loaded`)
     }
+    // The lowest priority is the most portable one: its install is the most likely to work.
+    const portable = providers.at(-1)
     return yield* Effect.fail(
       new BackendUnavailable({
         backend: "auto",
-        reason: `no backend could be loaded: ${notes.join(", ")}`,
-        install: `for the portable default: ${backendCatalog.wasm.install}`
+        reason: providers.length === 0 ? "no backend provider is registered" : `no backend could be loaded: ${notes.join(", ")}`,
+        install: portable === undefined ? NO_PROVIDERS : `for the most portable one (${portable.name}): ${portable.install}`
       })
     )
   })
 
-/** Whether `value` names a backend (or "auto"); CLI flags and config files arrive as plain strings. */
+/**
+ * Whether `value` can name a backend (or "auto"): CLI flags and config files arrive as plain
+ * strings. Only the form is checked; whether such a backend is registered is `selectBackend`'s
+ * question, answered with the registered names.
+ */
 export const isBackendChoice = (value: unknown): value is BackendChoice =>
-  value === "auto" || (typeof value === "string" && Object.prototype.hasOwnProperty.call(backendCatalog, value))
+  typeof value === "string" && /^[a-z0-9][a-z0-9._-]*$/i.test(value)
 
 /**
  * Selects, loads and activates a backend; the Effect form of {@link Backend.layer} for callers
- * without a Layer. With `providers` omitted, the backend packages are found by dynamic import.
+ * without a Layer. Chooses among `providers` when given, else among the registered ones
+ * (`registerBackends`); `"auto"` tries them by priority.
  */
 export const selectBackend = (
   choice: BackendChoice,
   providers?: ReadonlyArray<BackendProvider>
 ): Effect.Effect<BackendService, BackendUnavailable> =>
-  !isBackendChoice(choice)
-    ? Effect.fail(
+  Effect.suspend(() => {
+    const candidates = providers === undefined ? registeredBackends() : byPriority(providers)
+    if (!isBackendChoice(choice)) {
+      return Effect.fail(
+        new BackendUnavailable({ backend: String(choice), reason: "not a backend name", install: `Choose auto or a backend (${listNames(candidates)}).` })
+      )
+    }
+    if (choice === "auto") return selectAuto(candidates)
+    const provider = candidates.find((p) => p.name === choice)
+    if (provider === undefined) {
+      return Effect.fail(
         new BackendUnavailable({
-          backend: String(choice),
-          reason: "not a backend name",
-          install: `Choose one of: auto, ${autoOrder.join(", ")}.`
+          backend: choice,
+          reason: `no provider for it is ${providers === undefined ? "registered" : "given"} (${listNames(candidates)})`,
+          install: NO_PROVIDERS
         })
       )
-    : choice === "auto"
-    ? selectAuto(providers)
-    : Effect.map(loadByName(choice, providers), (info) =>
-        makeService(info, choice, `requested ${choice}; loaded ${describe(info)}`)
-      )
+    }
+    return Effect.map(provider.load, (info) => makeService(info, choice, `requested ${choice}; loaded ${describe(info)}`))
+  })
 
 /** The selected compute backend. Provide it with `Backend.layer(choice)`. */
 export class Backend extends Context.Tag("@peftkit/core/Backend")<Backend, BackendService>() {
   /**
-   * Loads `choice` (or, for `"auto"`, the first of node-gpu, webgpu on a hardware adapter, node,
-   * wasm, cpu that loads) and makes it tfjs's active backend. A named backend that cannot load
-   * fails with `BackendUnavailable` saying what to install.
+   * Loads `choice` (or, for `"auto"`, the highest-priority provider that loads, passing over one
+   * that wants a hardware GPU and found none) and makes it tfjs's active backend. Chooses among
+   * `providers` when given, else the registered ones. A backend that cannot load fails with
+   * `BackendUnavailable` saying what to install; an unknown name lists the known ones.
    */
   static layer(
     choice: BackendChoice = "auto",

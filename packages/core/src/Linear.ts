@@ -7,7 +7,6 @@ import * as tf from "@tensorflow/tfjs-core"
 import type { Adapter, LinearTarget } from "./Adapter.js"
 import { ShapeMismatch } from "./Errors.js"
 import type { Parameter } from "./Parameter.js"
-import { TransposedWeight } from "./TransposedWeight.js"
 
 export class Linear implements LinearTarget {
   readonly weight: tf.Variable<tf.Rank.R2>
@@ -20,8 +19,6 @@ export class Linear implements LinearTarget {
   merged = false
   /** The delta added by `merge`, kept only for variants whose delta depends on W. */
   private mergedDelta: tf.Tensor2D | undefined = undefined
-  /** x W^T without per-step transposes on backends that need that (wasm). */
-  private readonly product: TransposedWeight
 
   constructor(
     readonly name: string,
@@ -36,7 +33,6 @@ export class Linear implements LinearTarget {
     // Frozen variables are not recorded on the gradient tape, so full fine-tuning is opt-in.
     this.weight = tf.variable(weight, trainable, undefined, "float32") as tf.Variable<tf.Rank.R2>
     this.bias = bias === undefined ? undefined : (tf.variable(bias, trainable, undefined, "float32") as tf.Variable<tf.Rank.R1>)
-    this.product = new TransposedWeight(this.weight)
   }
 
   get inFeatures(): number {
@@ -62,7 +58,8 @@ export class Linear implements LinearTarget {
       const leading = x.shape.slice(0, -1)
       const x2 = (x.rank === 2 ? x : tf.reshape(x, [-1, this.inFeatures])) as tf.Tensor2D
       // Not tf.fused.matMul: tfjs-backend-wasm 4.22 computes transposeB + bias wrong (see backend-cpu's tests).
-      let y: tf.Tensor2D = this.product.apply(x2)
+      // A plain transposed product: backends that want W^T kept (wasm) do that in their kernel.
+      let y: tf.Tensor2D = tf.matMul(x2, this.weight, false, true)
       if (this.bias !== undefined) y = tf.add(y, this.bias)
       if (this.adapterActive) y = this.adapter!.forward(x2, y, this, training)
       return x.rank === 2 ? y : tf.reshape(y, [...leading, this.outFeatures])
@@ -116,7 +113,6 @@ export class Linear implements LinearTarget {
     this.mergedDelta?.dispose()
     this.adapter?.dispose()
     this.adapter = undefined
-    this.product.release()
     this.weight.dispose()
     this.bias?.dispose()
   }

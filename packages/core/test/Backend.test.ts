@@ -1,18 +1,20 @@
-import { cpu } from "@peftkit/backend-cpu"
+import { cpu, providers as cpuProviders } from "@peftkit/backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Either, Layer } from "effect"
 import { describe, expect, it } from "vitest"
 import {
-  autoOrder,
   Backend,
   type BackendInfo,
-  type BackendName,
   type BackendProvider,
   BackendUnavailable,
-  backendCatalog,
+  backendOps,
   firstLine,
+  isBackendChoice,
   isModuleNotFound,
   measurePeakBytes,
+  registerBackendOps,
+  registerBackends,
+  registeredBackends,
   selectBackend
 } from "../src/index.js"
 
@@ -23,19 +25,29 @@ const service = Effect.gen(function* () {
   return yield* Backend
 })
 
+/** How the real providers describe themselves (core itself knows none of this). */
+const facts: Record<string, { priority: number; device: "gpu" | "cpu"; autoRequiresHardwareGpu?: boolean; packageName: string; install: string }> = {
+  "node-gpu": { priority: 400, device: "gpu", packageName: "@peftkit/backend-node", install: "npm install @peftkit/backend-node @tensorflow/tfjs-node-gpu (requires CUDA 11.2 and cuDNN 8.1)" },
+  webgpu: { priority: 300, device: "gpu", autoRequiresHardwareGpu: true, packageName: "@peftkit/backend-webgpu", install: "npm install @peftkit/backend-webgpu webgpu" },
+  node: { priority: 200, device: "cpu", packageName: "@peftkit/backend-node", install: "npm install @peftkit/backend-node @tensorflow/tfjs-node" },
+  wasm: { priority: 100, device: "cpu", packageName: "@peftkit/backend-cpu", install: "npm install @peftkit/backend-cpu" },
+  cpu: { priority: 0, device: "cpu", packageName: "@peftkit/backend-cpu", install: "npm install @peftkit/backend-cpu" },
+  // A user's own backend: core needs no edit for it.
+  "my-npu": { priority: 500, device: "gpu", packageName: "my-npu-backend", install: "npm install my-npu-backend" }
+}
+
 /** A provider that records being tried and either fails or "loads" without touching tfjs. */
 const fake = (
-  name: BackendName,
+  name: string,
   calls: Array<string>,
   outcome: { readonly fail: string } | { readonly gpu: boolean; readonly device: string; readonly tfjsName?: string }
 ): BackendProvider => ({
   name,
-  packageName: backendCatalog[name].packageName,
-  install: backendCatalog[name].install,
+  ...facts[name]!,
   load: Effect.suspend(() => {
     calls.push(name)
     if ("fail" in outcome) {
-      return Effect.fail(new BackendUnavailable({ backend: name, reason: outcome.fail, install: backendCatalog[name].install }))
+      return Effect.fail(new BackendUnavailable({ backend: name, reason: outcome.fail, install: facts[name]!.install }))
     }
     return Effect.succeed<BackendInfo>({
       name,
@@ -48,8 +60,20 @@ const fake = (
 })
 
 describe("auto selection", () => {
-  it("documents its order", () => {
-    expect(autoOrder).toEqual(["node-gpu", "webgpu", "node", "wasm", "cpu"])
+  it("tries providers by priority, whatever order they are given or registered in", () => {
+    const calls: Array<string> = []
+    const undo = registerBackends(["cpu", "wasm", "webgpu", "node", "node-gpu"].map((name) => fake(name, calls, { gpu: false, device: name })))
+    expect(registeredBackends().map((p) => p.name)).toEqual(["node-gpu", "webgpu", "node", "wasm", "cpu"])
+    undo()
+    expect(registeredBackends()).toEqual([])
+  })
+
+  it("a user's own provider takes part in auto by its priority, with no edit to core", async () => {
+    const calls: Array<string> = []
+    const providers = [fake("wasm", calls, { gpu: false, device: "wasm" }), fake("my-npu", calls, { gpu: true, device: "NPU 1" })]
+    const backend = Either.getOrThrow(await run(service, Backend.layer("auto", providers)))
+    expect(calls).toEqual(["my-npu"])
+    expect(backend.selection.reason).toBe("auto: picked my-npu (NPU 1)")
   })
 
   it("tries node-gpu, webgpu, node, wasm in order and says why it picked wasm", async () => {
@@ -107,9 +131,8 @@ describe("auto selection", () => {
     expect(calls).toEqual(["webgpu", "wasm"])
     expect(backend.info.name).toBe("wasm")
     expect(backend.selection.reason).toBe(
-      "auto: node-gpu unavailable (no provider for it was given), webgpu skipped (google swiftshader (WebGPU, " +
-        "software) is not a hardware GPU; slower than wasm), node unavailable (no provider for it was given); " +
-        "picked wasm (wasm)"
+      "auto: webgpu skipped (google swiftshader (WebGPU, software) is not a hardware GPU; slower than the CPU " +
+        "backends); picked wasm (wasm)"
     )
   })
 
@@ -125,17 +148,19 @@ describe("auto selection", () => {
 
   it("fails with every reason and the portable install hint when nothing loads", async () => {
     const calls: Array<string> = []
-    const providers = [fake("node-gpu", calls, { fail: "libcudart.so.11.0 missing" })]
+    const providers = [fake("wasm", calls, { fail: "no WebAssembly" }), fake("node-gpu", calls, { fail: "libcudart.so.11.0 missing" })]
     const error = Either.flip(await run(service, Backend.layer("auto", providers)))
     const e = Either.getOrThrow(error)
     expect(e).toBeInstanceOf(BackendUnavailable)
     expect(e.backend).toBe("auto")
-    expect(e.reason).toBe(
-      "no backend could be loaded: node-gpu unavailable (libcudart.so.11.0 missing), webgpu unavailable (no " +
-        "provider for it was given), node unavailable (no provider for it was given), wasm unavailable (no " +
-        "provider for it was given), cpu unavailable (no provider for it was given)"
-    )
-    expect(e.install).toContain("npm install @peftkit/backend-cpu")
+    expect(e.reason).toBe("no backend could be loaded: node-gpu unavailable (libcudart.so.11.0 missing), wasm unavailable (no WebAssembly)")
+    expect(e.install).toBe("for the most portable one (wasm): npm install @peftkit/backend-cpu")
+  })
+
+  it("says how to register a backend when none is", async () => {
+    const e = Either.getOrThrow(Either.flip(await Effect.runPromise(Effect.either(selectBackend("auto")))))
+    expect(e.reason).toBe("no backend provider is registered")
+    expect(e.install).toContain("registerBackends(providers)")
   })
 })
 
@@ -155,61 +180,56 @@ describe("explicit selection", () => {
     expect(e._tag).toBe("BackendUnavailable")
     expect(e.message).toBe(
       "backend 'node-gpu' is unavailable: libcudnn.so.8: cannot open shared object file. npm install " +
-        "@peftkit/backend-node @tensorflow/tfjs-node-gpu (requires Linux x64 with an NVIDIA GPU, CUDA 11.2 and " +
-        "cuDNN 8.1; its install script downloads libtensorflow from storage.googleapis.com)"
+        "@peftkit/backend-node @tensorflow/tfjs-node-gpu (requires CUDA 11.2 and cuDNN 8.1)"
     )
   })
 
-  it("names the install when the given providers lack the backend", async () => {
-    const e = Either.getOrThrow(Either.flip(await run(service, Backend.layer("webgpu", []))))
+  it("an unknown name fails listing the backends it could have been", async () => {
+    const calls: Array<string> = []
+    const providers = [fake("cpu", calls, { gpu: false, device: "JS" }), fake("wasm", calls, { gpu: false, device: "wasm" })]
+    const e = Either.getOrThrow(Either.flip(await run(service, Backend.layer("webgpu", providers))))
     expect(e.backend).toBe("webgpu")
-    expect(e.reason).toBe("no provider for it was given")
-    expect(e.install).toMatch(/^npm install @peftkit\/backend-webgpu webgpu /)
-    expect(e.install).toContain("mesa-vulkan-drivers >= 25")
+    expect(e.reason).toBe("no provider for it is given (registered: wasm, cpu)")
+    expect(e.install).toContain("registerBackends(providers)")
+    expect(calls).toEqual([])
   })
 
-  // tfjs-node-gpu cannot be installed with its binding here: the package is either absent, or
-  // present without the libtensorflow its install script would have downloaded.
-  const nativeMissing = (pkg: string) =>
-    new RegExp(`^${pkg.replace("/", "\\/")} is (not installed|installed but its native binding failed to load: .+)$`)
-
-  it("discovers @peftkit/backend-node and reports its missing native package with the CUDA prerequisites", async () => {
-    const e = Either.getOrThrow(Either.flip(await Effect.runPromise(Effect.either(selectBackend("node-gpu")))))
-    expect(e.backend).toBe("node-gpu")
-    expect(e.reason).toMatch(nativeMissing("@tensorflow/tfjs-node-gpu"))
-    expect(e.install).toContain("npm install @peftkit/backend-node @tensorflow/tfjs-node-gpu")
-    expect(e.install).toContain("CUDA 11.2 and cuDNN 8.1")
-  })
-
-  it("discovers @peftkit/backend-webgpu and reports why WebGPU is not usable here", async () => {
-    const result = await Effect.runPromise(Effect.either(selectBackend("webgpu")))
-    // Without `webgpu` (Dawn) or without a Vulkan driver; with both, this machine has a software
-    // adapter at best, which loads (explicitly asked for) but is not a GPU.
-    if (Either.isRight(result)) {
-      expect(result.right.info.name).toBe("webgpu")
-      return
-    }
-    expect(result.left.reason).toMatch(/^(the `webgpu` package \(Dawn for Node\) is not installed|no WebGPU adapter found)$/)
-    expect(result.left.install).toMatch(/mesa-vulkan-drivers >= 25/)
+  it("rejects what cannot be a name, and accepts any name-shaped string (the registry decides)", async () => {
+    expect(["auto", "wasm", "node-gpu", "my-npu", "x.y_z"].every(isBackendChoice)).toBe(true)
+    expect(["", " wasm", "a b", 3, undefined].some(isBackendChoice)).toBe(false)
+    const e = Either.getOrThrow(Either.flip(await Effect.runPromise(Effect.either(selectBackend("no such")))))
+    expect(e.reason).toBe("not a backend name")
   })
 })
 
-describe("discovery of the installed @peftkit/backend-cpu", () => {
-  it("loads wasm by name without providers", async () => {
-    const backend = await Effect.runPromise(selectBackend("wasm"))
-    expect(backend.info.name).toBe("wasm")
-    expect(backend.info.details["simd"]).toBe(true)
-    expect(tf.getBackend()).toBe("wasm")
+describe("the registry with the real @peftkit/backend-cpu", () => {
+  it("selects by name and by auto among registered providers only, until unregistered", async () => {
+    const undo = registerBackends(cpuProviders)
+    try {
+      const named = await Effect.runPromise(selectBackend("cpu"))
+      expect(named.info.name).toBe("cpu")
+      expect(tf.getBackend()).toBe("cpu")
+      const auto = await Effect.runPromise(selectBackend("auto"))
+      expect(auto.selection.reason).toMatch(/^auto: picked wasm \(CPU via WebAssembly \(SIMD, \d+ threads?( for matmuls)?\)\)$/)
+      expect(tf.getBackend()).toBe("wasm")
+      const missing = Either.getOrThrow(Either.flip(await Effect.runPromise(Effect.either(selectBackend("webgpu")))))
+      expect(missing.reason).toBe("no provider for it is registered (registered: wasm, cpu)")
+    } finally {
+      undo()
+    }
+    expect(registeredBackends()).toEqual([])
   })
 
-  it("auto picks wasm here, saying why each faster backend was passed over", async () => {
-    const backend = await Effect.runPromise(selectBackend("auto"))
-    expect(backend.info.name).toBe("wasm")
-    const reason = backend.selection.reason
-    expect(reason).toMatch(/^auto: node-gpu unavailable \(@tensorflow\/tfjs-node-gpu is (not installed|installed but its native binding failed to load: .+?)\), /)
-    expect(reason).toMatch(/, webgpu (unavailable \((the `webgpu` package \(Dawn for Node\) is not installed|no WebGPU adapter found)\)|skipped \(.+ is not a hardware GPU; slower than wasm\)), /)
-    expect(reason).toMatch(/, node unavailable \(@tensorflow\/tfjs-node is (not installed|installed but its native binding failed to load: .+?)\); /)
-    expect(reason).toMatch(/; picked wasm \(CPU via WebAssembly \(SIMD, \d+ threads?\)\)$/)
+  it("wasm installs its backend ops when it loads; other backends have none", async () => {
+    await Effect.runPromise(cpu.load)
+    expect(backendOps().attention).toBeUndefined()
+    await Effect.runPromise(selectBackend("wasm", cpuProviders))
+    expect(typeof backendOps().attention).toBe("function")
+    const undo = registerBackendOps("cpu", { attention: () => undefined })
+    await Effect.runPromise(cpu.load)
+    expect(backendOps().attention?.(tf.zeros([1, 1, 1, 1]), tf.zeros([1, 1, 1, 1]), tf.zeros([1, 1, 1, 1]), undefined)).toBeUndefined()
+    undo()
+    expect(backendOps().attention).toBeUndefined()
   })
 })
 

@@ -4,7 +4,7 @@
  * B starts at zero, so a fresh adapter leaves the model's output unchanged.
  */
 import type { Adapter, AdapterVariant, LinearTarget, Parameter } from "@peftkit/core"
-import { decodeConfigSync, InvalidCheckpoint, matMul2d, mixSeed, ShapeMismatch } from "@peftkit/core"
+import { decodeConfigSync, InvalidCheckpoint, mixSeed, ShapeMismatch } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { LoraConfig, type LoraConfigInput, loraScale } from "./LoraConfig.js"
 
@@ -63,8 +63,8 @@ export class LoraAdapter implements Adapter {
         ? (tf.dropout(x, this.config.dropout, undefined, mixSeed(this.seed, ++this.dropoutCalls)) as tf.Tensor2D)
         : x
       // Scale the narrow [n, r] intermediate rather than the [n, out] result.
-      const xa: tf.Tensor2D = tf.mul(matMul2d(input, this.loraA, false, true), this.scale)
-      return tf.add<tf.Tensor2D>(base, matMul2d(xa, this.loraB, false, true))
+      const xa: tf.Tensor2D = tf.mul(tf.matMul(input, this.loraA, false, true), this.scale)
+      return tf.add<tf.Tensor2D>(base, tf.matMul(xa, this.loraB, false, true))
     })
   }
 

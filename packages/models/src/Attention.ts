@@ -7,9 +7,8 @@
  * [b, kvHeads, g * t, d]. One matmul per kv head then covers its g query heads, and the keys and
  * values (and the KV cache) are never copied g times. Same numbers as repeating, less memory.
  */
-import { prefersPlainMatMul } from "@peftkit/core"
+import { backendOps } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
-import { blockwiseAttend, blockwiseSupports } from "./internal/blockwiseAttention.js"
 
 /** [b * t, heads * d] (a linear layer's output) -> [b, heads, t, d]. */
 export const splitHeads = (x: tf.Tensor, b: number, t: number, heads: number, headDim: number): tf.Tensor4D =>
@@ -25,12 +24,13 @@ export const mergeHeads = (x: tf.Tensor4D): tf.Tensor2D =>
 /**
  * softmax(q k^T + bias) v. q [b, heads, t, d] must already be scaled (by 1/sqrt(d)) and rotated;
  * k, v [b, kvHeads, L, d] with heads a multiple of kvHeads; bias broadcastable to [b, heads, t, L]
- * (see `attentionBias`) or undefined. Returns [b, heads, t, d]. On backends without a fast batched
- * matmul (wasm) it runs block by block (`blockwiseAttention.ts`): same values, far less memory.
+ * (see `attentionBias`) or undefined. Returns [b, heads, t, d]. A backend may compute it its own
+ * way (core's `BackendOps.attention`; wasm runs it block by block): same values.
  */
 export const attend = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D | undefined): tf.Tensor4D =>
   tf.tidy((): tf.Tensor4D => {
-    if (prefersPlainMatMul() && blockwiseSupports(bias)) return blockwiseAttend(q, k, v, bias)
+    const fast = backendOps().attention?.(q, k, v, bias)
+    if (fast !== undefined) return fast
     const [b, heads, t, d] = q.shape
     const kvHeads = k.shape[1]
     const length = k.shape[2]

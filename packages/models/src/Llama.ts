@@ -8,7 +8,7 @@
  * Every projection is a core `Linear` under its HF module name, so adapters inject by PEFT's
  * `target_modules` and save under PEFT's keys.
  */
-import { ConfigError, type Linear, type Parameter, TransposedWeight } from "@peftkit/core"
+import { ConfigError, type Linear, type Parameter } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { attend, mergeHeads, splitHeads } from "./Attention.js"
 import { attentionBias, CausalMask, fullAttentionMask, positionsFromMask } from "./AttentionMask.js"
@@ -65,7 +65,6 @@ export class Llama implements CausalLM {
   readonly lmHead: Linear | undefined
   private readonly rope: Rope
   private readonly causal: CausalMask
-  private readonly tiedHead: TransposedWeight | undefined
   private readonly scale: number
 
   /**
@@ -122,7 +121,6 @@ export class Llama implements CausalLM {
     }
     const capacity = Math.min(config.maxPositionEmbeddings, 512)
     this.rope = new Rope(headDim, config.ropeTheta, config.ropeLayout, config.ropeScaling, capacity)
-    this.tiedHead = this.lmHead === undefined ? new TransposedWeight(this.embedTokens.weight) : undefined
     this.causal = new CausalMask(capacity)
     this.scale = 1 / Math.sqrt(headDim)
   }
@@ -158,7 +156,7 @@ export class Llama implements CausalLM {
         rows = 1
       }
       h = this.norm.apply(h) as tf.Tensor2D
-      const logits = this.lmHead === undefined ? this.tiedHead!.apply(h) : this.lmHead.apply(h, context.training)
+      const logits = this.lmHead === undefined ? tf.matMul(h as tf.Tensor2D, this.embedTokens.weight, false, true) : this.lmHead.apply(h, context.training)
       cache?.advance(t, fullMask)
       return tf.reshape(logits, [b, rows, this.config.vocabSize])
     })
@@ -203,7 +201,6 @@ export class Llama implements CausalLM {
     this.lmHead?.dispose()
     this.rope.dispose()
     this.causal.dispose()
-    this.tiedHead?.release()
   }
 
   private attention(layer: LlamaLayer, index: number, x: tf.Tensor, context: ForwardContext): tf.Tensor2D {

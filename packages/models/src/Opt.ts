@@ -9,7 +9,7 @@
  * Positions come from the attention mask as in HF: cumsum(mask) * mask - 1, plus the offset 2, so a
  * left-padded row's first real token sits at position 0 (row 2 of the table) and pads at row 1.
  */
-import { ConfigError, type Linear, type Parameter, ShapeMismatch, TransposedWeight } from "@peftkit/core"
+import { ConfigError, type Linear, type Parameter, ShapeMismatch } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { attend, mergeHeads, splitHeads } from "./Attention.js"
 import { attentionBias, CausalMask, fullAttentionMask } from "./AttentionMask.js"
@@ -78,7 +78,6 @@ export class Opt implements CausalLM {
   /** The output head; undefined when tied to `embedTokens`. */
   readonly lmHead: Linear | undefined
   private readonly causal: CausalMask
-  private readonly tiedHead: TransposedWeight | undefined
   private readonly headDim: number
 
   /**
@@ -132,7 +131,6 @@ export class Opt implements CausalLM {
       for (const module of built) module.dispose()
       throw error
     }
-    this.tiedHead = this.lmHead === undefined ? new TransposedWeight(this.embedTokens.weight) : undefined
     this.causal = new CausalMask(Math.min(config.maxPositionEmbeddings, 512))
     this.headDim = d / config.numAttentionHeads
   }
@@ -169,7 +167,7 @@ export class Opt implements CausalLM {
       }
       if (this.finalLayerNorm !== undefined) h = this.finalLayerNorm.apply(h) as tf.Tensor2D
       if (this.projectOut !== undefined) h = this.projectOut.apply(h, training) as tf.Tensor2D
-      const logits = this.lmHead === undefined ? this.tiedHead!.apply(h) : this.lmHead.apply(h, training)
+      const logits = this.lmHead === undefined ? tf.matMul(h as tf.Tensor2D, this.embedTokens.weight, false, true) : this.lmHead.apply(h, training)
       cache?.advance(t, fullMask)
       return tf.reshape(logits, [b, rows, this.config.vocabSize])
     })
@@ -223,7 +221,6 @@ export class Opt implements CausalLM {
     this.projectOut?.dispose()
     this.lmHead?.dispose()
     this.causal.dispose()
-    this.tiedHead?.release()
   }
 
   /** One decoder layer, HF's OPTDecoderLayer: LayerNorm before each block (pre-LN) or after the residual add (post-LN). */

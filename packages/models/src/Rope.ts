@@ -9,10 +9,9 @@
  * Either way the rotation is `x * cos + swap(x) * sinSigned`, where `swap` exchanges the two members
  * of each pair (one reshape + reverse) and the sign of `rotate_half` is folded into the cached sin
  * table. The cos/sin tables are computed once per model for a capacity and grown (doubled) only
- * when a longer sequence arrives, never per step. On wasm, whose Reverse kernel is slow, the swap is
- * a product with a kept [d, d] permutation matrix instead (same values: one nonzero per column).
+ * when a longer sequence arrives, never per step. (On wasm, backend-cpu replaces tfjs's slow Reverse
+ * kernel with a copy.)
  */
-import { prefersPlainMatMul } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import type { RopeScaling } from "./ModelConfig.js"
 
@@ -54,8 +53,6 @@ export class Rope {
   private cosTable: tf.Tensor2D
   private sinTable: tf.Tensor2D
   private readonly invFreq: Float32Array
-  /** The pair swap as a [d, d] permutation, built on first use on backends that prefer matmuls. */
-  private swapMatrix: tf.Tensor2D | undefined = undefined
 
   constructor(
     readonly headDim: number,
@@ -110,10 +107,6 @@ export class Rope {
   apply(x: tf.Tensor4D, angles: RopeAngles): tf.Tensor4D {
     return tf.tidy(() => {
       const [b, h, t, d] = x.shape
-      if (prefersPlainMatMul()) {
-        const swapped = tf.reshape(this.swapRows(tf.reshape(x, [b * h * t, d]) as tf.Tensor2D), [b, h, t, d])
-        return tf.add(tf.mul(x, angles.cos), tf.mul(swapped, angles.sin))
-      }
       // Exchange the members of each pair: [x1 | x2] -> [x2 | x1] ("half") or (x0, x1) -> (x1, x0).
       const pairs = this.layout === "half" ? tf.reshape(x, [b * h * t, 2, d / 2]) : tf.reshape(x, [b * h * t, d / 2, 2])
       const swapped = tf.reshape(tf.reverse(pairs, this.layout === "half" ? 1 : 2), [b, h, t, d])
@@ -124,36 +117,6 @@ export class Rope {
   dispose(): void {
     this.cosTable.dispose()
     this.sinTable.dispose()
-    this.swapMatrix?.dispose()
-    this.swapMatrix = undefined
-  }
-
-  /**
-   * x P, differentiated by hand: P is a constant (no gradient of its own) and a swap undoes itself,
-   * P^T = P, so dx = dy P, again an untransposed product.
-   */
-  private swapRows(x: tf.Tensor2D): tf.Tensor2D {
-    const swap = this.swap()
-    const product = tf.customGrad<tf.Tensor2D>((input) => ({
-      value: tf.matMul<tf.Tensor2D>(input as tf.Tensor2D, swap),
-      gradFunc: (dy: tf.Tensor2D) => tf.matMul(dy, swap)
-    }))
-    return product(x)
-  }
-
-  /** P with (x P)[i] = x[partner(i)]: column i has its one 1 in row partner(i). */
-  private swap(): tf.Tensor2D {
-    if (this.swapMatrix === undefined) {
-      const d = this.headDim
-      const values = new Float32Array(d * d)
-      for (let i = 0; i < d; i++) {
-        const partner = this.layout === "half" ? (i + d / 2) % d : i ^ 1
-        values[partner * d + i] = 1
-      }
-      // Kept: the first use happens inside a forward's tf.tidy.
-      this.swapMatrix = tf.keep(tf.tensor2d(values, [d, d]))
-    }
-    return this.swapMatrix
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
- * The wasm paths of attention (block by block, hand-written gradient) and RoPE (the pair swap as a
- * permutation product) against the plain batched forms on the CPU backend: values and gradients
- * of q, k and v, with GQA, causal and padding biases, and without a bias.
+ * The wasm paths of attention (backend-cpu's blockwise `attention` op, hand-written gradient) and
+ * RoPE (its pair swap through backend-cpu's copying Reverse kernel) against the plain forms on the
+ * CPU backend: values and gradients of q, k and v, with GQA, causal and padding biases, and without
+ * a bias. The model code is the same on both backends; only what the backend installs differs.
  */
 import { Backend } from "@peftkit/core"
 import { providers } from "@peftkit/backend-cpu"
@@ -51,9 +52,9 @@ describe("blockwise attention on wasm", () => {
   }
 })
 
-describe("RoPE on wasm (swap as a permutation product)", () => {
+describe("RoPE on wasm (swap through the copying Reverse kernel)", () => {
   for (const layout of ["half", "interleaved"] as const) {
-    it(`${layout}: rotated values and the input gradient equal the Reverse form on CPU exactly`, async () => {
+    it(`${layout}: rotated values and the input gradient equal the CPU backend's`, async () => {
       const rotate = () => tf.tidy(() => {
         const rope = new Rope(8, 10000, layout, undefined, 16)
         const x = tf.randomNormal([2, 3, 5, 8], 0, 1, "float32", 9) as tf.Tensor4D

@@ -3,7 +3,7 @@
  * tests can play "not installed", "native binding fails to load" and "loads fine" without
  * libtensorflow; the real providers pass a dynamic import of the tfjs-node package.
  */
-import { activateTfjsBackend, backendCatalog, backendUnavailable, firstLine, isModuleNotFound } from "@peftkit/core"
+import { activateTfjsBackend, backendUnavailable, firstLine, isModuleNotFound } from "@peftkit/core"
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
@@ -16,6 +16,26 @@ export type NodeBackendName = "node-gpu" | "node"
 export const nativePackage: Readonly<Record<NodeBackendName, string>> = {
   "node-gpu": "@tensorflow/tfjs-node-gpu",
   node: "@tensorflow/tfjs-node"
+}
+
+/** How each native provider describes itself: `auto` priority, device, and what to install. */
+export const nativeProviderFacts: Readonly<Record<NodeBackendName, { readonly priority: number; readonly device: "gpu" | "cpu"; readonly install: string }>> = {
+  "node-gpu": {
+    // Native CUDA: the fastest there is, so auto tries it first.
+    priority: 400,
+    device: "gpu",
+    install:
+      "npm install @peftkit/backend-node @tensorflow/tfjs-node-gpu (requires Linux x64 with an NVIDIA GPU, " +
+      "CUDA 11.2 and cuDNN 8.1; its install script downloads libtensorflow from storage.googleapis.com)"
+  },
+  node: {
+    // Native CPU kernels: after any GPU, before WebAssembly.
+    priority: 200,
+    device: "cpu",
+    install:
+      "npm install @peftkit/backend-node @tensorflow/tfjs-node (its install script downloads libtensorflow " +
+      "from storage.googleapis.com)"
+  }
 }
 
 /** What a GPU probe reports; both fields optional because the probe may know neither. */
@@ -74,21 +94,24 @@ export const makeNodeProvider = (
   const packageName = nativePackage[name]
   const tfjsName = options.tfjsName ?? "tensorflow"
   const probeGpu = options.probeGpu ?? nvidiaSmiProbe
+  const { priority, device: deviceKind, install } = nativeProviderFacts[name]
   return {
     name,
-    packageName: backendCatalog[name].packageName,
-    install: backendCatalog[name].install,
+    priority,
+    device: deviceKind,
+    packageName: "@peftkit/backend-node",
+    install,
     load: Effect.gen(function* () {
       yield* Effect.tryPromise({
         try: importModule,
         catch: (error) => {
           forgetOrphanKernels(tfjsName)
           return isModuleNotFound(error, packageName)
-            ? backendUnavailable(name, `${packageName} is not installed`)
-            : backendUnavailable(name, `${packageName} is installed but its native binding failed to load: ${firstLine(error)}`)
+            ? backendUnavailable(name, `${packageName} is not installed`, install)
+            : backendUnavailable(name, `${packageName} is installed but its native binding failed to load: ${firstLine(error)}`, install)
         }
       })
-      yield* activateTfjsBackend(name, tfjsName)
+      yield* activateTfjsBackend(name, tfjsName, install)
       const native = (tf.findBackend(tfjsName) ?? {}) as NativeBackendLike
       // tfjs-node-gpu runs on the CPU when CUDA loads but sees no device; say so rather than guess.
       const gpu = name === "node-gpu" && native.isUsingGpuDevice !== false

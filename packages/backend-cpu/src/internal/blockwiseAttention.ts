@@ -1,8 +1,9 @@
 /**
- * softmax(q k^T + bias) v one (batch row, kv head) block at a time, for backends whose batched
- * matmul is slow (tfjs-backend-wasm: see core's `MatMul.ts`). Each block is a handful of plain 2D
- * products (XNNPACK on wasm) and the [g * t, L] scores and probabilities of one block at a time,
- * freed before the next block: nothing of size [b, heads, t, L] is ever kept.
+ * softmax(q k^T + bias) v one (batch row, kv head) block at a time: the wasm backend's `attention`
+ * op (core's `BackendOps`), because tfjs-backend-wasm's batched matmul is slow (see
+ * `transposeFreeMatMul.ts`). Each block is a handful of plain 2D products (XNNPACK) and the
+ * [g * t, L] scores and probabilities of one block at a time, freed before the next block: nothing
+ * of size [b, heads, t, L] is ever kept.
  *
  * The gradient is written by hand (FlashAttention's recipe): only q, k, v and the output are saved;
  * the backward recomputes each block's probabilities, and uses rowsum(dP * P) = rowsum(dO * O),
@@ -46,6 +47,10 @@ const probabilities = (qj: tf.Tensor2D, ktj: tf.Tensor2D, bias: tf.Tensor3D | un
   if (bias !== undefined) scores = tf.reshape(tf.add(tf.reshape(scores, [groups, t, length]), bias), [groups * t, length])
   return tf.softmax(scores) as tf.Tensor2D
 }
+
+/** The `attention` op: undefined (the caller's plain form) for a bias that differs per head. */
+export const blockwiseAttention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D | undefined): tf.Tensor4D | undefined =>
+  blockwiseSupports(bias) ? blockwiseAttend(q, k, v, bias) : undefined
 
 /** q [b, heads, t, d] (scaled, rotated), k and v [b, kvHeads, L, d]: [b, heads, t, d]. */
 export const blockwiseAttend = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D | undefined): tf.Tensor4D => {
