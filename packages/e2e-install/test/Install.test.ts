@@ -18,6 +18,7 @@ import {
   expectedOutputs,
   installArguments,
   installedCopies,
+  installLineOf,
   isLibrary,
   makeUserProject,
   npm,
@@ -150,6 +151,33 @@ describe("a newcomer installs the packed packages with the README's line and run
       }
     }
   }, minutes(5))
+
+  it("every package README starts with an install line that names the package and its peers and resolves without a peer complaint", async () => {
+    const failures: Array<string> = []
+    for (const pkg of packages) {
+      const line = installLineOf(readFileSync(join(pkg.dir, "README.md"), "utf8"))
+      if (line === undefined) {
+        failures.push(`${pkg.name}: README has no npm install line`)
+        continue
+      }
+      const names = line.map((arg) => arg.replace(/^(@?[^@]+).*$/, "$1"))
+      // The package itself, and every required peer of it and of the @peftkit packages it depends on.
+      const closure = [pkg.name, ...Object.keys(manifests.get(pkg.name)!.dependencies ?? {}).filter((d) => d.startsWith("@peftkit/"))]
+      const peers = new Set(
+        closure.flatMap((name) => {
+          const manifest = manifests.get(name) ?? {}
+          return Object.keys(manifest.peerDependencies ?? {}).filter((peer) => manifest.peerDependenciesMeta?.[peer]?.optional !== true)
+        })
+      )
+      // (The CLI pins its peers' packages as its own dependencies: those need no line.)
+      for (const name of [pkg.name, ...peers]) if (!names.includes(name) && manifests.get(pkg.name)!.dependencies?.[name] === undefined) failures.push(`${pkg.name}: install line lacks ${name}`)
+      const project = makeUserProject(join(work, `readme-${pkg.dir.split("/").at(-1)}`))
+      const result = await npm(project, cache, [...installArguments(line, tarballs, manifests), "--dry-run"])
+      const complaints = result.output.split("\n").filter((l) => /ERESOLVE|peer dep|Could not resolve dependency|conflicting peer/i.test(l))
+      if (result.status !== 0 || complaints.length > 0) failures.push(`${pkg.name}: npm ${line.join(" ")} --dry-run: exit ${result.status}\n${tail(result.output, 15)}`)
+    }
+    expect(failures, failures.join("\n\n")).toEqual([])
+  }, minutes(8))
 
   it("npm refuses effect 4 at install time with its ERESOLVE peer message", async () => {
     expect(installed, "the install step failed (see above)").toBe(true)

@@ -108,20 +108,25 @@ export const usingItProgram = (readme: string): string => {
  * dropped). The README must give one: without it a newcomer does not know what to install.
  */
 export const usingItInstallLine = (readme: string): Array<string> => {
-  const section = readmeSection(readme, "Using it")
-  const line = codeBlocks(section)
-    .filter((b) => b.lang === "sh" || b.lang === "bash" || b.lang === "shell" || b.lang === "")
-    .flatMap((b) => b.code.split("\n"))
-    .map((l) => l.replace(/^\s*\$\s*/, "").replace(/\s+#.*$/, "").trim())
-    .find((l) => /^npm (install|i|add)\s/.test(l))
+  const line = installLineOf(readmeSection(readme, "Using it"))
   if (line === undefined) {
     throw new Error(
       `the README's "## Using it" section gives no \`npm install ...\` line in a \`\`\`sh block, so a newcomer cannot know what to install; ` +
         `the program imports ${[...programImports(usingItProgram(readme))].join(", ")}`
     )
   }
-  return line.split(/\s+/).slice(1)
+  return line
 }
+
+/** The first `npm install ...` line in a text's shell blocks, as arguments after `npm` (comments dropped). */
+export const installLineOf = (text: string): Array<string> | undefined =>
+  codeBlocks(text)
+    .filter((b) => b.lang === "sh" || b.lang === "bash" || b.lang === "shell" || b.lang === "")
+    .flatMap((b) => b.code.split("\n"))
+    .map((l) => l.replace(/^\s*\$\s*/, "").replace(/\s+#.*$/, "").trim())
+    .find((l) => /^npm (install|i|add)\s/.test(l))
+    ?.split(/\s+/)
+    .slice(1)
 
 /** The bare package names a program imports (`@scope/name`, `name`; `node:` builtins excluded). */
 export const programImports = (program: string): Set<string> => {
@@ -288,3 +293,94 @@ export const safetensorsHeader = (path: string): Record<string, any> => {
 }
 
 export const resolveIn = (project: string, path: string) => resolve(project, path)
+
+/** Packs everything and installs the README's line into `work/app`; throws, saying why, on a failure. */
+export const installFromReadme = async (readme: string, work: string): Promise<{ readonly project: string; readonly cache: string }> => {
+  const packages = publishablePackages()
+  const tarballs = await packAll(packages, join(work, "tarballs"))
+  const manifests = new Map<string, Record<string, any>>()
+  for (const [name, tarball] of tarballs) manifests.set(name, await tarballManifest(tarball))
+  const project = makeUserProject(join(work, "app"))
+  const cache = join(work, "npm-cache")
+  const result = await npm(project, cache, installArguments(usingItInstallLine(readme), tarballs, manifests))
+  if (result.status !== 0) throw new Error(`npm install failed:\n${tail(result.output)}`)
+  return { project, cache }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same program in a browser
+
+/** Where the browser program leaves what the test reads back (`globalThis[browserResultKey]`). */
+export const browserResultKey = "__peftkitE2e"
+export const browserErrorKey = "__peftkitE2eError"
+
+export interface BrowserResult {
+  /** The value of the program's last top-level `const x = await ...` (the README returns the final loss). */
+  readonly result: unknown
+  /** Every file the program wrote, by absolute in-memory path, as text (binary files as their byte length). */
+  readonly files: Record<string, string | number>
+}
+
+/**
+ * The README's Node program as a browser program. A browser has no Node file system, so:
+ *
+ * - every import from `@effect/platform-node` (any subpath: `import * as NodeFileSystem from
+ *   "@effect/platform-node/NodeFileSystem"`, `import { NodeContext } from "@effect/platform-node"`)
+ *   is removed, and each `<binding>.layer` of it (`NodeFileSystem.layer`, `NodeContext.layer`) becomes
+ *   core's in-memory file system with @effect/platform's portable `Path`:
+ *   `Layer.mergeAll(MemoryFileSystem.layerOf(files), Path.layer)` (what a browser app provides,
+ *   OPFS aside);
+ * - the file system is created before the program runs and its files are published on
+ *   `globalThis.__peftkitE2e.files` afterwards, with the program's last top-level
+ *   `const x = await ...` value as `result`; a failure lands on `globalThis.__peftkitE2eError`.
+ *
+ * Nothing else changes: same imports, same training code, same `Backend.layer`. If the README starts
+ * providing its Node layer another way, extend the binding rule here (the test fails saying so).
+ */
+export const browserProgram = (program: string): string => {
+  const bindings: Array<string> = []
+  const withoutNodeImports = program.replace(/^\s*import\s+([^;]+?)\s+from\s+["']@effect\/platform-node(?:\/[\w-]+)?["'];?[ \t]*$/gm, (_line, clause: string) => {
+    const namespace = /^\*\s+as\s+(\w+)$/.exec(clause.trim())
+    if (namespace !== null) bindings.push(namespace[1]!)
+    else {
+      const named = /\{([^}]*)\}/.exec(clause)
+      for (const part of named?.[1]?.split(",") ?? []) {
+        const name = part.trim().split(/\s+as\s+/).at(-1)
+        if (name !== undefined && name !== "") bindings.push(name)
+      }
+      const fallback = /^(\w+)/.exec(clause.trim())
+      if (fallback !== null && !clause.trim().startsWith("{")) bindings.push(fallback[1]!)
+    }
+    return ""
+  })
+  let swapped = 0
+  let body = withoutNodeImports
+  for (const binding of bindings) {
+    body = body.replace(new RegExp(`\\b${binding}\\.layer\\b`, "g"), () => {
+      swapped += 1
+      return "__e2eBrowserFiles"
+    })
+  }
+  if (swapped === 0) {
+    throw new Error(
+      `the README program provides no \`<binding>.layer\` imported from @effect/platform-node (found bindings: ${bindings.join(", ") || "none"}); ` +
+        "update browserProgram in packages/e2e-install/test/harness.ts to swap its Node layer for a browser one"
+    )
+  }
+  const last = [...body.matchAll(/^(?:const|let)\s+(\w+)\s*=\s*await\b/gm)].at(-1)?.[1]
+  return [
+    `import { MemoryFileSystem as __e2eMemoryFileSystem, makeMemoryFileSystem as __e2eMakeMemoryFileSystem } from "@peftkit/core"`,
+    `import { Path as __e2ePath } from "@effect/platform"`,
+    `import { Layer as __e2eLayer } from "effect"`,
+    `const __e2eSetError = (error: unknown) => { (globalThis as any).${browserErrorKey} ??= error instanceof Error ? (error.stack ?? error.message) : String(error) }`,
+    `globalThis.addEventListener?.("error", (event: any) => __e2eSetError(event.error ?? event.message))`,
+    `globalThis.addEventListener?.("unhandledrejection", (event: any) => __e2eSetError(event.reason))`,
+    `const __e2eFiles = __e2eMakeMemoryFileSystem()`,
+    `const __e2eBrowserFiles = __e2eLayer.mergeAll(__e2eMemoryFileSystem.layerOf(__e2eFiles), __e2ePath.layer)`,
+    body,
+    `;(globalThis as any).${browserResultKey} = {`,
+    `  result: ${last ?? "undefined"},`,
+    `  files: Object.fromEntries([...__e2eFiles.files()].map(([path, bytes]) => [path, /\\.(json|jsonl|txt|md|html)$/.test(path) ? new TextDecoder().decode(bytes) : bytes.byteLength]))`,
+    `}`
+  ].join("\n")
+}
