@@ -146,7 +146,7 @@ const runLora = (shape: BenchShape, batch: Batch, flops: number, ceiling: Matmul
     const warmup = options.warmup ?? shape.defaultWarmup
     const model = newModel(shape)
     const optimizer = newOptimizer()
-    const adapters = AdapterSet.inject(model, lora, adapterConfig(), { targetModules: [...recipe.targetModules], seed: recipe.seed })
+    const adapters = AdapterSet.inject(model, lora, adapterConfig(), { seed: recipe.seed })
     optimizer.setParameters([{ params: adapters.parameters() }])
     const harness = makeHarness(batch, optimizer, model)
     return yield* Effect.gen(function* () {

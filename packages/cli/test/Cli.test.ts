@@ -9,8 +9,8 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import { providers } from "@peftkit/backend-cpu"
-import { Backend } from "@peftkit/core"
-import { loadAdapter } from "@peftkit/lora"
+import { Backend, loadAdapter } from "@peftkit/core"
+import { lora } from "@peftkit/lora"
 import { loadCausalLM } from "@peftkit/models"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
@@ -115,7 +115,7 @@ describe.skipIf(!haveShared)("peftkit on stories260K (shared data)", () => {
       Effect.provide(Effect.gen(function* () {
         const ids = tf.tensor2d([[1, 403, 407, 261, 378, 432, 383, 286]], [1, 8], "int32")
         const adapted = (yield* loadCausalLM(stories)).model
-        yield* loadAdapter(adapter, adapted)
+        yield* loadAdapter(adapter, adapted, [lora])
         const fused = (yield* loadCausalLM(merged)).model
         const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(adapted.forward(ids), fused.forward(ids)))).dataSync()[0]!)
         adapted.dispose()

@@ -8,7 +8,7 @@
  * memory matches plain LoRA), merges it, re-initialises or re-creates the adapters, and resets
  * (or prunes) the optimizer state.
  */
-import type { AdaptableModel, AdapterVariant, Optimizer, Parameter, ParameterGroup, Schedule, TrainingHook } from "@peftkit/core"
+import type { AdaptableModel, AdapterConfigBase, AdapterVariant, Optimizer, Parameter, ParameterGroup, Schedule, TrainingHook } from "@peftkit/core"
 import { AdapterSet, ConfigError, mixSeed, withWarmupRestarts } from "@peftkit/core"
 import { Effect } from "effect"
 import { type ChainConfig, type ChainConfigInput, chainConfig, knotSteps } from "./ChainConfig.js"
@@ -28,18 +28,21 @@ export interface LinkRecord {
   readonly updates: ReadonlyMap<string, LinkUpdate>
 }
 
-export interface ChainOptions<Config extends { readonly r: number }> {
+/** What a chain needs of a variant's config: a rank (per-link ranks change it) and target modules. */
+export type ChainableConfig = AdapterConfigBase & { readonly r: number }
+
+export interface ChainOptions<Config extends ChainableConfig> {
   readonly model: AdaptableModel
   readonly variant: AdapterVariant<Config>
   /** The adapter config of the first link (later links change only `r` when `ranks` is set). */
-  readonly adapterConfig: Config & { readonly targetModules: string | ReadonlyArray<string> }
+  readonly adapterConfig: Config
   readonly chain: ChainConfigInput
   /** How the chain's parameters map to optimizer groups (e.g. `loraPlusGroups`); one group by default. */
   readonly groups?: (params: ReadonlyArray<Parameter>) => ReadonlyArray<ParameterGroup>
 }
 
 
-export class Chain<Config extends { readonly r: number }> {
+export class Chain<Config extends ChainableConfig> {
   readonly config: ChainConfig
   readonly knots: ReadonlyArray<number>
   /** Finished (merged) links, oldest first. */
@@ -51,20 +54,17 @@ export class Chain<Config extends { readonly r: number }> {
   private constructor(
     private readonly options: ChainOptions<Config>,
     config: ChainConfig,
-    public adapters: AdapterSet
+    public adapters: AdapterSet<Config>
   ) {
     this.config = config
     this.knots = knotSteps(config)
   }
 
   /** Validates the config and injects the first link's adapters. */
-  static make<Config extends { readonly r: number }>(options: ChainOptions<Config>): Chain<Config> {
+  static make<Config extends ChainableConfig>(options: ChainOptions<Config>): Chain<Config> {
     const config = chainConfig(options.chain)
     const adapterConfig = config.ranks === undefined ? options.adapterConfig : { ...options.adapterConfig, r: config.ranks[0]! }
-    const adapters = AdapterSet.inject(options.model, options.variant, adapterConfig, {
-      targetModules: options.adapterConfig.targetModules,
-      seed: mixSeed(config.seed, 0)
-    })
+    const adapters = AdapterSet.inject(options.model, options.variant, adapterConfig, { seed: mixSeed(config.seed, 0) })
     return new Chain(options, config, adapters)
   }
 
@@ -115,10 +115,7 @@ export class Chain<Config extends { readonly r: number }> {
     this.history.splice(0, this.history.length, ...history)
     if (this.rankOf(link) !== this.rankOf(this.currentLink)) {
       this.adapters.remove()
-      this.adapters = AdapterSet.inject(this.options.model, this.options.variant, { ...this.options.adapterConfig, r: this.rankOf(link) }, {
-        targetModules: this.options.adapterConfig.targetModules,
-        seed: mixSeed(this.config.seed, link)
-      })
+      this.adapters = AdapterSet.inject(this.options.model, this.options.variant, { ...this.options.adapterConfig, r: this.rankOf(link) }, { seed: mixSeed(this.config.seed, link) })
     }
     this.currentLink = link
     this.linkStart = linkStart
@@ -141,8 +138,7 @@ export class Chain<Config extends { readonly r: number }> {
       }
       const finished = self.currentLink
       const updates = new Map<string, LinkUpdate>()
-      for (const layer of self.adapters.layers) {
-        const adapter = layer.adapter!
+      for (const { layer, adapter } of self.adapters.entries) {
         if (adapter.factors !== undefined) {
           const { a, b } = adapter.factors()
           const rank = a.shape[0]
@@ -158,18 +154,15 @@ export class Chain<Config extends { readonly r: number }> {
       const next = finished + 1
       const nextRank = self.rankOf(next)
       if (nextRank === self.rankOf(finished)) {
-        self.adapters.layers.forEach((layer, index) => {
-          layer.adapter!.reinitialize(mixSeed(self.config.seed, next, index))
-          layer.keepMerged()
+        self.adapters.entries.forEach(({ layer, adapter }, index) => {
+          layer.commitMerge()
+          adapter.reinitialize(mixSeed(self.config.seed, next, index))
         })
       } else {
         // A new rank means new shapes: new adapters (and new optimizer slots for them).
         const config = { ...self.options.adapterConfig, r: nextRank }
         self.adapters.remove()
-        self.adapters = AdapterSet.inject(self.options.model, self.options.variant, config, {
-          targetModules: self.options.adapterConfig.targetModules,
-          seed: mixSeed(self.config.seed, next)
-        })
+        self.adapters = AdapterSet.inject(self.options.model, self.options.variant, config, { seed: mixSeed(self.config.seed, next) })
       }
       self.currentLink = next
       self.linkStart = step

@@ -11,7 +11,7 @@ import type { FileSystem } from "@effect/platform"
 import { attempt, type CheckpointFiles, type ConfigError, decodeConfig, type FileError, InvalidCheckpoint, readCheckpointFile, Safetensors, ShapeMismatch } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
-import type { Chain, LinkRecord, LinkUpdate } from "./Chain.js"
+import type { Chain, LinkRecord, LinkUpdate, ChainableConfig } from "./Chain.js"
 
 export const CHAIN_STATE_FILE = "chain_state.json"
 export const CHAIN_LINKS_FILE = "chain_links.safetensors"
@@ -37,7 +37,7 @@ type ChainStateJson = typeof ChainStateJson.Encoded
 const linkKey = (link: number, moduleName: string, part: "a" | "b" | "delta") => `link.${link}.${moduleName}.${part}`
 
 /** The chain's checkpoint files. Reads the current adapters back asynchronously (GPU-safe). */
-export const chainCheckpointFiles = (chain: Chain<{ readonly r: number }>): Effect.Effect<CheckpointFiles> => {
+export const chainCheckpointFiles = <Config extends ChainableConfig>(chain: Chain<Config>): Effect.Effect<CheckpointFiles> => {
   const inputs: Array<Safetensors.TensorInput> = []
   for (const record of chain.history) {
     for (const [moduleName, update] of record.updates) {
@@ -76,7 +76,7 @@ export type RestoreChainError = FileError | Safetensors.InvalidSafetensors | Inv
  * attached; restore the optimizer state afterwards. Everything is read and checked before any
  * weight changes, so a bad checkpoint leaves the chain and the model untouched.
  */
-export const restoreChain = (chain: Chain<{ readonly r: number }>, dir: string): Effect.Effect<void, RestoreChainError, FileSystem.FileSystem> =>
+export const restoreChain = <Config extends ChainableConfig>(chain: Chain<Config>, dir: string): Effect.Effect<void, RestoreChainError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const statePath = `${dir}/${CHAIN_STATE_FILE}`
     if (chain.link !== 0 || chain.history.length > 0) {
@@ -136,7 +136,7 @@ export const restoreChain = (chain: Chain<{ readonly r: number }>, dir: string):
       byModule.set(moduleName, entry)
     }
     yield* attempt(() => {
-      for (const layer of chain.adapters.layers) layer.adapter!.loadStateDict(byModule.get(layer.name) ?? {})
+      for (const { layer, adapter } of chain.adapters.entries) adapter.loadStateDict(byModule.get(layer.name) ?? {})
     }).pipe(
       Effect.ensuring(Effect.sync(() => byModule.forEach((tensors) => Object.values(tensors).forEach((t) => t.dispose())))),
       Effect.tapError(() => Effect.sync(() => chain.resumeAt(0, 0, [])))

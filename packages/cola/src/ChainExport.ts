@@ -11,13 +11,13 @@
  * discarded singular values.
  */
 import type { FileSystem } from "@effect/platform"
-import { InvalidCheckpoint } from "@peftkit/core"
-import { type LoraConfig, loraConfig, savePeftLora, type PeftSaveOptions } from "@peftkit/lora"
+import { InvalidCheckpoint, type PeftSaveOptions, savePeftAdapter } from "@peftkit/core"
+import { type LoraConfig, loraConfig, loraFormat } from "@peftkit/lora"
 import type { FileError } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { Matrix, QrDecomposition, SingularValueDecomposition } from "ml-matrix"
-import type { Chain, LinkUpdate } from "./Chain.js"
+import type { Chain, LinkUpdate, ChainableConfig } from "./Chain.js"
 import { readHost } from "./internal/readHost.js"
 
 /** One layer's low-rank update: delta = b a, b [out, rank], a [rank, in], row major. */
@@ -56,11 +56,10 @@ const concatenate = (moduleName: string, outFeatures: number, inFeatures: number
  * The whole chain (merged links plus the link in training) as one LoRA of rank sum(r_l), exactly.
  * Fails with `InvalidCheckpoint` when the variant has no low-rank factors (use `compressChain`).
  */
-export const exportChain = (chain: Chain<{ readonly r: number }>): Effect.Effect<ChainLora, InvalidCheckpoint> =>
+export const exportChain = <Config extends ChainableConfig>(chain: Chain<Config>): Effect.Effect<ChainLora, InvalidCheckpoint> =>
   Effect.gen(function* () {
     const updates: Array<LowRankUpdate> = []
-    for (const layer of chain.adapters.layers) {
-      const adapter = layer.adapter!
+    for (const { layer, adapter } of chain.adapters.entries) {
       if (adapter.factors === undefined) {
         return yield* new InvalidCheckpoint({ path: "chain", tensor: layer.name, reason: `variant '${adapter.variant}' has no low-rank factors; compress the chain instead` })
       }
@@ -183,6 +182,6 @@ export const saveChainLora = (
       }
       return tensors
     }),
-    (tensors) => savePeftLora(dir, chainLoraConfig(lora, lora.updates.map((update) => update.moduleName)), tensors, options),
+    (tensors) => savePeftAdapter(dir, loraFormat, chainLoraConfig(lora, lora.updates.map((update) => update.moduleName)), tensors, options),
     (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
   )

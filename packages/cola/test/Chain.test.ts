@@ -1,6 +1,6 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { ConfigError, Linear, MetricsLog, mixSeed, ProgressReporter, makeSchedule, train } from "@peftkit/core"
-import { lora, LoraAdapter, loraConfig, loadAdapter } from "@peftkit/lora"
+import { ConfigError, Linear, MetricsLog, mixSeed, ProgressReporter, makeSchedule, train, loadAdapter } from "@peftkit/core"
+import { lora, type LoraAdapter, loraConfig } from "@peftkit/lora"
 import { adamw } from "@peftkit/optimizers"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
@@ -88,9 +88,9 @@ describe("a knot", () => {
     expect(cola.link).toBe(1)
     layers.filter((l) => l.adapter !== undefined).forEach((layer, index) => {
       const adapter = layer.adapter as LoraAdapter
-      const fresh = new LoraAdapter(layer.name, config, layer.inFeatures, layer.outFeatures, mixSeed(11, 1, index))
-      expect(values(adapter.loraA)).toEqual(values(fresh.loraA))
-      expect(values(adapter.loraB).every((v) => v === 0)).toBe(true)
+      const fresh = lora.create(layer, config, mixSeed(11, 1, index)) as LoraAdapter
+      expect(values(adapter.tensors.loraA)).toEqual(values(fresh.tensors.loraA))
+      expect(values(adapter.tensors.loraB).every((v) => v === 0)).toBe(true)
       expect(layer.merged).toBe(false)
       fresh.dispose()
     })
@@ -117,7 +117,7 @@ describe("a knot", () => {
     const { layers, cola, optimizer, trainFor } = setup({ totalSteps: 40, knots: [20], ranks: [4, 2] })
     await trainFor(40)
     expect(cola.link).toBe(1)
-    expect((layers[0]!.adapter as LoraAdapter).rank).toBe(2)
+    expect((layers[0]!.adapter as LoraAdapter).config.r).toBe(2)
     const names = optimizer.groups.flatMap((g) => g.params.map((p) => p.variable.shape))
     expect(names).toEqual([[2, 16], [12, 2], [2, 12], [10, 2]])
     expect(cola.history.map((h) => h.rank)).toEqual([4])
@@ -155,7 +155,7 @@ describe("export", () => {
     const dir = mkdtempSync(join(tmpdir(), "peftkit-chain-"))
     await Effect.runPromise(Effect.provide(saveChainLora(dir, exported), NodeFileSystem.layer))
     const fresh = layers.map((layer, i) => new Linear(layer.name, original[i]!))
-    const loaded = await Effect.runPromise(Effect.provide(loadAdapter(dir, { linears: () => fresh }), NodeFileSystem.layer))
+    const loaded = await Effect.runPromise(Effect.provide(loadAdapter(dir, { linears: () => fresh }, [lora]), NodeFileSystem.layer))
     expect(loaded.config.r).toBe(12)
     expect(loaded.config.alpha).toBe(12)
     const x = tf.randomNormal([32, 16], 0, 1, "float32", 4)

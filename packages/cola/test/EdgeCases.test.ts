@@ -1,6 +1,6 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { ConfigError, Linear, makeSchedule, MetricsLog, ProgressReporter, train, writeCheckpoint } from "@peftkit/core"
-import { lora, loadAdapter, loraConfig } from "@peftkit/lora"
+import { ConfigError, Linear, makeSchedule, MetricsLog, ProgressReporter, train, writeCheckpoint, loadAdapter } from "@peftkit/core"
+import { lora, loraConfig } from "@peftkit/lora"
 import { adamw } from "@peftkit/optimizers"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
@@ -81,7 +81,7 @@ describe("chain edge cases", () => {
     const dir = mkdtempSync(join(tmpdir(), "peftkit-compress-"))
     await Effect.runPromise(Effect.provide(saveChainLora(dir, compressed.lora), NodeFileSystem.layer))
     const fresh = layers.map((l) => new Linear(l.name, tf.zeros(l.weight.shape)))
-    const loaded = await Effect.runPromise(Effect.provide(loadAdapter(dir, { linears: () => fresh }), NodeFileSystem.layer))
+    const loaded = await Effect.runPromise(Effect.provide(loadAdapter(dir, { linears: () => fresh }, [lora]), NodeFileSystem.layer))
     expect(loaded.config.r).toBe(4)
   })
 

@@ -47,7 +47,7 @@ const run = async (method: "lora" | "cola", target: tf.Tensor2D) => {
   const schedule = makeSchedule({ kind: "constant", peak: 0.01, totalSteps: STEPS })
   let hooks: ReadonlyArray<ReturnType<Chain<typeof config>["hook"]>> = []
   if (method === "lora") {
-    const adapters = AdapterSet.inject(model, lora, config, { targetModules: ["fc"], seed: 3 })
+    const adapters = AdapterSet.inject(model, lora, { ...config, targetModules: ["fc"] }, { seed: 3 })
     optimizer.setParameters([{ params: adapters.parameters() }])
   } else {
     const chain = Chain.make({ model, variant: lora, adapterConfig: config, chain: { totalSteps: STEPS, links: LINKS, seed: 3 } })

@@ -46,7 +46,7 @@ const loraForwardBackward: ConformanceCase = {
   tolerance: 1e-4,
   run: Effect.gen(function* () {
     const layer = made(() => new Linear("fc", tf.randomNormal([32, 48], 0, 0.2, "float32", 1), tf.randomNormal([32], 0, 0.1, "float32", 2) as tf.Tensor1D))
-    const set = AdapterSet.inject({ linears: () => [layer] }, lora, loraConfig({ r: 4, alpha: 8 }), { targetModules: ["fc"], seed: 3 })
+    const set = AdapterSet.inject({ linears: () => [layer] }, lora, loraConfig({ r: 4, alpha: 8, targetModules: ["fc"] }), { seed: 3 })
     const [a, b] = set.parameters().map((p) => p.variable) as [tf.Variable, tf.Variable]
     tf.tidy(() => b.assign(tf.randomNormal(b.shape, 0, 0.3, "float32", 4)))
     const x = tf.randomNormal([16, 48], 0, 1, "float32", 5)
@@ -87,7 +87,7 @@ const transformerBlock: ConformanceCase = {
   tolerance: 1e-4,
   run: Effect.gen(function* () {
     const model = Llama.init(tinyLlama, 7)
-    const set = AdapterSet.inject(model, lora, loraConfig({ r: 4, alpha: 8, targetModules: ["q_proj", "v_proj"] }), { targetModules: ["q_proj", "v_proj"], seed: 8 })
+    const set = AdapterSet.inject(model, lora, loraConfig({ r: 4, alpha: 8, targetModules: ["q_proj", "v_proj"] }), { seed: 8 })
     const params = set.parameters()
     params.filter((p) => p.name.endsWith("lora_B.weight")).forEach((p, i) => tf.tidy(() => p.variable.assign(tf.randomNormal(p.variable.shape, 0, 0.1, "float32", 20 + i))))
     const ids = tf.tensor2d([[1, 5, 9, 14, 22, 31, 40, 2], [1, 7, 8, 60, 2, 0, 0, 0]], [2, 8], "int32")
@@ -168,7 +168,7 @@ const trainingRun: ConformanceCase = {
   tolerance: 1e-2,
   run: Effect.gen(function* () {
     const model = Llama.init(tinyLlama, 60)
-    const set = AdapterSet.inject(model, lora, loraConfig({ r: 4, alpha: 8, targetModules: ["q_proj", "v_proj"] }), { targetModules: ["q_proj", "v_proj"], seed: 61 })
+    const set = AdapterSet.inject(model, lora, loraConfig({ r: 4, alpha: 8, targetModules: ["q_proj", "v_proj"] }), { seed: 61 })
     const optimizer = adamw([{ params: set.parameters() }], { weightDecay: 0 })
     const result = yield* train({
       loss: (batch: { ids: tf.Tensor2D }) => causalLmLoss(model.forward(batch.ids, { training: true }), batch.ids, tf.cast(tf.onesLike(batch.ids), "float32") as tf.Tensor2D),

@@ -2,13 +2,16 @@
  * The adapter-variant contract. A variant (LoRA, DoRA, ...) is a small value that creates an
  * `Adapter` for one linear layer; the adapter owns its variables and knows how to apply itself,
  * how to express itself as a weight update (`delta`, which is what merging and the COLA chain
- * need), and how its tensors are named in a PEFT state dict.
+ * need), and how its tensors are named in a PEFT state dict. A variant may carry a `PeftFormat`,
+ * which is how it is saved to and loaded from Hugging Face PEFT's files.
  *
- * Writing a new variant means implementing these two interfaces; see `@peftkit/lora` for the
- * reference implementation.
+ * Write a new variant with `defineAdapter` (`DefineAdapter.ts`): declare its tensors and its math,
+ * and the rest of these interfaces is derived. `@peftkit/lora` is the reference.
  */
 import type * as tf from "@tensorflow/tfjs-core"
 import type { Parameter } from "./Parameter.js"
+import type { PeftFormat } from "./PeftFormat.js"
+import type { TargetModules } from "./TargetModules.js"
 
 /** What a variant may know about the layer it adapts. `weight` is [out, in], the PyTorch layout. */
 export interface LinearTarget {
@@ -62,9 +65,16 @@ export interface Adapter {
   dispose(): void
 }
 
+/** What every variant's config says: which linear layers it adapts (PEFT's `target_modules` rules). */
+export interface AdapterConfigBase {
+  readonly targetModules: TargetModules
+}
+
 export interface AdapterVariant<Config> {
-  /** e.g. "lora"; also the PEFT `peft_type` in lower case where one exists. */
+  /** e.g. "lora". */
   readonly name: string
   /** Creates the adapter for one layer; `seed` makes its initialisation reproducible. */
   create(target: LinearTarget, config: Config, seed: number): Adapter
+  /** How it reads and writes PEFT's files; absent for variants PEFT has no format for. */
+  readonly format?: PeftFormat<Config>
 }

@@ -1,102 +1,118 @@
 /**
  * Injection of one adapter variant into the selected linear layers of a model, and the handle to
- * what was injected: its parameters, PEFT-named state dict, merge/unmerge and enable/disable.
+ * what was injected: its parameters, PEFT-named state dict, merge/unmerge and enable/disable. The
+ * set remembers its variant and config, so saving it needs nothing else.
  */
 import type * as tf from "@tensorflow/tfjs-core"
 import type { AdaptableModel } from "./AdaptableModel.js"
-import type { AdapterVariant } from "./Adapter.js"
+import type { Adapter, AdapterConfigBase, AdapterVariant } from "./Adapter.js"
 import type { Linear } from "./Linear.js"
 import type { Parameter } from "./Parameter.js"
 import { mixSeed } from "./Seed.js"
 import { selectTargets, type TargetModules } from "./TargetModules.js"
 
 export interface InjectOptions {
-  readonly targetModules: TargetModules
   /** Run seed; each layer's initialisation gets its own seed derived from it. */
   readonly seed: number
+  /**
+   * Adapt exactly these module names (a loaded adapter file's), instead of those the config's
+   * `targetModules` select; the config still says `targetModules` when saved.
+   */
+  readonly modules?: ReadonlyArray<string>
 }
 
-export class AdapterSet {
+/** One adapted layer and the adapter it hosts. */
+export interface AdaptedLayer {
+  readonly layer: Linear
+  readonly adapter: Adapter
+}
+
+export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
   private constructor(
-    readonly variant: string,
-    /** The adapted layers, in module order. */
-    readonly layers: ReadonlyArray<Linear>,
-    /** The `targetModules` the adapters were injected with (what a saved config must say). */
-    readonly targetModules: TargetModules
+    readonly variant: AdapterVariant<Config>,
+    /** The config every adapter was created with (its `targetModules` is what a saved config says). */
+    readonly config: Config,
+    /** The adapted layers and their adapters, in module order. */
+    readonly entries: ReadonlyArray<AdaptedLayer>
   ) {}
 
-  /** Creates an adapter on every layer selected by `targetModules` (PEFT semantics). */
-  static inject<Config>(
+  /** Creates an adapter on every layer the config's `targetModules` select (PEFT semantics). */
+  static inject<Config extends AdapterConfigBase>(
     model: AdaptableModel,
     variant: AdapterVariant<Config>,
     config: Config,
     options: InjectOptions
-  ): AdapterSet {
+  ): AdapterSet<Config> {
     const all = model.linears()
-    const names = new Set(selectTargets(all.map((layer) => layer.name), options.targetModules, model.outputHeads))
-    const layers = all.filter((layer) => names.has(layer.name))
-    layers.forEach((layer, index) => {
-      layer.adapter?.dispose()
-      layer.adapter = variant.create(layer, config, mixSeed(options.seed, index))
-      layer.adapterEnabled = true
-      layer.merged = false
-    })
-    return new AdapterSet(variant.name, layers, options.targetModules)
+    const names = new Set(options.modules ?? selectTargets(all.map((layer) => layer.name), config.targetModules, model.outputHeads))
+    const entries = all
+      .filter((layer) => names.has(layer.name))
+      .map((layer, index) => {
+        const adapter = variant.create(layer, config, mixSeed(options.seed, index))
+        layer.attach(adapter)
+        return { layer, adapter }
+      })
+    return new AdapterSet(variant, config, entries)
+  }
+
+  /** The adapted layers, in module order. */
+  get layers(): ReadonlyArray<Linear> {
+    return this.entries.map(({ layer }) => layer)
+  }
+
+  get targetModules(): TargetModules {
+    return this.config.targetModules
   }
 
   /** All trainable adapter parameters, in module order. */
   parameters(): ReadonlyArray<Parameter> {
-    return this.layers.flatMap((layer) => layer.adapter!.parameters())
+    return this.entries.flatMap(({ adapter }) => adapter.parameters())
   }
 
   /** PEFT-style state dict: `<module name>.<suffix>` -> tensor (copies the caller owns). */
   stateDict(): Record<string, tf.Tensor> {
     const out: Record<string, tf.Tensor> = {}
-    for (const layer of this.layers) {
-      for (const [suffix, tensor] of Object.entries(layer.adapter!.stateDict())) out[`${layer.name}.${suffix}`] = tensor
+    for (const { layer, adapter } of this.entries) {
+      for (const [suffix, tensor] of Object.entries(adapter.stateDict())) out[`${layer.name}.${suffix}`] = tensor
     }
     return out
   }
 
   merge(): void {
-    for (const layer of this.layers) layer.merge()
+    for (const { layer } of this.entries) layer.merge()
   }
 
   unmerge(): void {
-    for (const layer of this.layers) layer.unmerge()
+    for (const { layer } of this.entries) layer.unmerge()
   }
 
   enable(): void {
-    for (const layer of this.layers) layer.adapterEnabled = true
+    for (const { layer } of this.entries) layer.setAdapterEnabled(true)
   }
 
   disable(): void {
-    for (const layer of this.layers) layer.adapterEnabled = false
+    for (const { layer } of this.entries) layer.setAdapterEnabled(false)
   }
 
   /** Each adapter's random-stream position (dropout), by module name; see `Adapter.randomState`. */
   randomState(): Record<string, ReadonlyArray<number>> {
     const out: Record<string, ReadonlyArray<number>> = {}
-    for (const layer of this.layers) {
-      const state = layer.adapter!.randomState?.()
+    for (const { layer, adapter } of this.entries) {
+      const state = adapter.randomState?.()
       if (state !== undefined) out[layer.name] = state
     }
     return out
   }
 
   setRandomState(state: Readonly<Record<string, ReadonlyArray<number>>>): void {
-    for (const layer of this.layers) {
+    for (const { layer, adapter } of this.entries) {
       const entry = state[layer.name]
-      if (entry !== undefined) layer.adapter!.setRandomState?.(entry)
+      if (entry !== undefined) adapter.setRandomState?.(entry)
     }
   }
 
   /** Removes the adapters, leaving the base weights as they are now (merged adapters stay merged). */
   remove(): void {
-    for (const layer of this.layers) {
-      layer.adapter?.dispose()
-      layer.adapter = undefined
-      layer.keepMerged()
-    }
+    for (const { layer, adapter } of this.entries) if (layer.adapter === adapter) layer.detach()
   }
 }

@@ -58,6 +58,15 @@ export class NonFiniteLoss extends Data.TaggedError("NonFiniteLoss")<{
   }
 }
 
+/** An adapter variant without a PEFT format was asked to save in PEFT's layout. */
+export class NoPeftFormat extends Data.TaggedError("NoPeftFormat")<{
+  readonly variant: string
+}> {
+  override get message(): string {
+    return `adapter variant '${this.variant}' has no PEFT format, so it cannot be saved as a PEFT adapter (give its definition a 'format')`
+  }
+}
+
 /** A file could not be read or written. */
 export class FileError extends Data.TaggedError("FileError")<{
   readonly path: string

@@ -11,12 +11,9 @@ import type { Parameter } from "./Parameter.js"
 export class Linear implements LinearTarget {
   readonly weight: tf.Variable<tf.Rank.R2>
   readonly bias: tf.Variable<tf.Rank.R1> | undefined
-  /** The hosted adapter, if any. */
-  adapter: Adapter | undefined = undefined
-  /** When false the adapter is skipped (PEFT's `disable_adapter`). */
-  adapterEnabled = true
-  /** True while the adapter's delta is folded into `weight`. */
-  merged = false
+  private hosted: Adapter | undefined = undefined
+  private enabled = true
+  private isMerged = false
   /** The delta added by `merge`, kept only for variants whose delta depends on W. */
   private mergedDelta: tf.Tensor2D | undefined = undefined
 
@@ -43,9 +40,46 @@ export class Linear implements LinearTarget {
     return this.weight.shape[0]
   }
 
+  /** The hosted adapter, if any. */
+  get adapter(): Adapter | undefined {
+    return this.hosted
+  }
+
+  /** False while the adapter is skipped (PEFT's `disable_adapter`). */
+  get adapterEnabled(): boolean {
+    return this.enabled
+  }
+
+  /** True while the adapter's delta is folded into `weight`. */
+  get merged(): boolean {
+    return this.isMerged
+  }
+
   /** Whether `apply` currently routes through the adapter. */
   get adapterActive(): boolean {
-    return this.adapter !== undefined && this.adapterEnabled && !this.merged
+    return this.hosted !== undefined && this.enabled && !this.isMerged
+  }
+
+  /**
+   * Hosts `adapter`, enabled and unmerged. An adapter hosted before is disposed first (with its
+   * merge, if any, kept in W).
+   */
+  attach(adapter: Adapter): void {
+    this.detach()
+    this.hosted = adapter
+    this.enabled = true
+  }
+
+  /** Removes and disposes the adapter; W keeps whatever was merged into it. */
+  detach(): void {
+    this.hosted?.dispose()
+    this.hosted = undefined
+    this.forgetMerge()
+  }
+
+  /** Skips (false) or applies (true) the adapter without removing it. */
+  setAdapterEnabled(enabled: boolean): void {
+    this.enabled = enabled
   }
 
   /** x: [..., in] -> [..., out]. */
@@ -61,15 +95,16 @@ export class Linear implements LinearTarget {
       // A plain transposed product: backends that want W^T kept (wasm) do that in their kernel.
       let y: tf.Tensor2D = tf.matMul(x2, this.weight, false, true)
       if (this.bias !== undefined) y = tf.add(y, this.bias)
-      if (this.adapterActive) y = this.adapter!.forward(x2, y, this, training)
+      if (this.hosted !== undefined && this.enabled && !this.isMerged) y = this.hosted.forward(x2, y, this, training)
       return x.rank === 2 ? y : tf.reshape(y, [...leading, this.outFeatures])
     })
   }
 
   /** W <- W + delta, computed and added in float32. No-op when already merged or without adapter. */
   merge(): void {
-    if (this.adapter === undefined || this.merged) return
-    const delta = this.adapter.delta(this)
+    const adapter = this.hosted
+    if (adapter === undefined || this.isMerged) return
+    const delta = adapter.delta(this)
     if (!tf.util.arraysEqual(delta.shape, this.weight.shape)) {
       delta.dispose()
       throw new ShapeMismatch({ what: `delta of ${this.name}`, expected: this.weight.shape, actual: delta.shape })
@@ -77,28 +112,37 @@ export class Linear implements LinearTarget {
     tf.tidy(() => {
       this.weight.assign(tf.add(this.weight, delta))
     })
-    if (this.adapter.deltaDependsOnWeight === true) this.mergedDelta = delta
+    if (adapter.deltaDependsOnWeight === true) this.mergedDelta = delta
     else delta.dispose()
-    this.merged = true
+    this.isMerged = true
   }
 
   /** W <- W - delta: undoes `merge` (exact up to float32 rounding of the add/subtract pair). */
   unmerge(): void {
-    if (this.adapter === undefined || !this.merged) return
-    const delta = this.mergedDelta ?? this.adapter.delta(this)
+    const adapter = this.hosted
+    if (adapter === undefined || !this.isMerged) return
+    const delta = this.mergedDelta ?? adapter.delta(this)
     tf.tidy(() => {
       this.weight.assign(tf.sub(this.weight, delta))
     })
     delta.dispose()
     this.mergedDelta = undefined
-    this.merged = false
+    this.isMerged = false
   }
 
-  /** Marks the adapter as not merged without touching W (a COLA knot keeps the merge, starts a fresh link). */
-  keepMerged(): void {
+  /**
+   * Folds the adapter's update into W for good (merging first if needed): afterwards the adapter
+   * counts as unmerged again, so the caller re-initialises it before the next forward (a COLA knot).
+   */
+  commitMerge(): void {
+    this.merge()
+    this.forgetMerge()
+  }
+
+  private forgetMerge(): void {
     this.mergedDelta?.dispose()
     this.mergedDelta = undefined
-    this.merged = false
+    this.isMerged = false
   }
 
   /** The base weights as named parameters (used by full fine-tuning). */
@@ -110,9 +154,7 @@ export class Linear implements LinearTarget {
 
   /** Frees the layer's variables and its adapter. */
   dispose(): void {
-    this.mergedDelta?.dispose()
-    this.adapter?.dispose()
-    this.adapter = undefined
+    this.detach()
     this.weight.dispose()
     this.bias?.dispose()
   }

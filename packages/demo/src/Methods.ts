@@ -95,7 +95,7 @@ export const adapt = (
       optimizer.setParameters([{ params: model.baseParameters() }])
       description = "all weights"
     } else if (method === "lora") {
-      const adapters = AdapterSet.inject(model, lora, config, { targetModules: config.targetModules, seed: settings.seed })
+      const adapters = AdapterSet.inject(model, lora, config, { seed: settings.seed })
       optimizer.setParameters([{ params: adapters.parameters() }])
       description = `r=${settings.rank}`
     } else {

@@ -8,7 +8,8 @@
  * Usage: peftkit-demo [--backend auto|wasm|cpu|webgpu|node|node-gpu] [--seed N] [--iters N] [--out DIR] [--model-dir DIR]
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { Backend, isBackendChoice, MetricsLog, ProgressReporter } from "@peftkit/core"
+import { backendLayer, isKnownBackendChoice } from "@peftkit/cli"
+import { Backend, MetricsLog, ProgressReporter } from "@peftkit/core"
 import { Cause, Effect, Layer } from "effect"
 import { join, resolve } from "node:path"
 import { lmDemo, type LmDemoSettings } from "./lm/LmDemo.js"
@@ -25,7 +26,7 @@ const parseArgs = (argv: ReadonlyArray<string>): LmDemoSettings => {
     }
     const value = argv[++i]
     if (value === undefined) throw new Error(`${flag} needs a value\n${usage}`)
-    if (flag === "--backend" && isBackendChoice(value)) settings.backend = value
+    if (flag === "--backend" && isKnownBackendChoice(value)) settings.backend = value
     else if (flag === "--seed" && /^\d+$/.test(value)) settings.seed = Number(value)
     else if (flag === "--iters" && /^\d+$/.test(value) && Number(value) >= 10) settings.iters = Number(value)
     else if (flag === "--out") settings.out = value
@@ -43,7 +44,7 @@ const main = async () => {
     console.error(`error: ${(error as Error).message}`)
     process.exit(2)
   }
-  const layers = Layer.mergeAll(Backend.layer(settings.backend), ProgressReporter.terminal(), MetricsLog.jsonl(join(resolve(settings.out), "metrics.jsonl"), { append: false }))
+  const layers = Layer.mergeAll(backendLayer(settings.backend), ProgressReporter.terminal(), MetricsLog.jsonl(join(resolve(settings.out), "metrics.jsonl"), { append: false }))
   const exit = await Effect.runPromiseExit(
     Effect.gen(function* () {
       const backend = yield* Backend

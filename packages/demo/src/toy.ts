@@ -8,7 +8,8 @@
  * Usage: peftkit-demo-toy [--backend auto|wasm|cpu|webgpu|node|node-gpu] [--seed N] [--out DIR] [--steps N]
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { Backend, type BackendChoice, isBackendChoice, MetricsLog, ProgressReporter, makeSchedule, train, writeFileAtomic } from "@peftkit/core"
+import { backendLayer, isKnownBackendChoice } from "@peftkit/cli"
+import { Backend, type BackendChoice, MetricsLog, ProgressReporter, makeSchedule, train, writeFileAtomic } from "@peftkit/core"
 import { adamw } from "@peftkit/optimizers"
 import * as tf from "@tensorflow/tfjs-core"
 import { Cause, Effect, Layer } from "effect"
@@ -38,7 +39,7 @@ const parseArgs = (argv: ReadonlyArray<string>): Options => {
     }
     if (value === undefined) throw new Error(`${flag} needs a value\n${usage}`)
     i++
-    if (flag === "--backend" && isBackendChoice(value)) options.backend = value
+    if (flag === "--backend" && isKnownBackendChoice(value)) options.backend = value
     else if (flag === "--seed" && /^\d+$/.test(value)) options.seed = Number(value)
     else if (flag === "--steps" && /^\d+$/.test(value) && Number(value) >= 10) options.steps = Number(value)
     else if (flag === "--out") options.out = value
@@ -115,7 +116,7 @@ const main = async () => {
     console.error(`error: ${(error as Error).message}`)
     process.exit(2)
   }
-  const layers = Layer.mergeAll(Backend.layer(options.backend), ProgressReporter.terminal(), MetricsLog.jsonl(join(resolve(options.out), "metrics.jsonl"), { append: false }))
+  const layers = Layer.mergeAll(backendLayer(options.backend), ProgressReporter.terminal(), MetricsLog.jsonl(join(resolve(options.out), "metrics.jsonl"), { append: false }))
   const exit = await Effect.runPromiseExit(program(options).pipe(Effect.provide(layers), Effect.provide(NodeFileSystem.layer)))
   if (exit._tag === "Failure") {
     // One line for the user; the full cause only with PEFTKIT_VERBOSE=1.

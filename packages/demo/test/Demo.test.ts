@@ -1,7 +1,7 @@
 /** A short run of the main job's pieces: every method trains, the report and the exported chain are written. */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { Backend, MetricsLog, ProgressReporter } from "@peftkit/core"
-import { loadAdapter } from "@peftkit/lora"
+import { Backend, loadAdapter, MetricsLog, ProgressReporter } from "@peftkit/core"
+import { lora } from "@peftkit/lora"
 import { providers } from "@peftkit/backend-cpu"
 import { Effect, Layer } from "effect"
 import { mkdtempSync, readFileSync } from "node:fs"
@@ -37,7 +37,7 @@ describe("demo", () => {
     expect(results.map((r) => r.trainableParameters)).toEqual([2 * (32 + 64) + 2 * (64 + 64), 2 * (32 + 64) + 2 * (64 + 64), 32 * 64 + 64 + 64 * 64 + 64 + 64 * 8 + 8])
     const exported = results[1]!.chainExport!
     expect(exported.rank).toBe(4)
-    const loaded = await Effect.runPromise(Effect.provide(Effect.provide(loadAdapter(exported.dir, pretrained), Backend.layer("wasm", providers)), NodeFileSystem.layer))
+    const loaded = await Effect.runPromise(Effect.provide(Effect.provide(loadAdapter(exported.dir, pretrained, [lora]), Backend.layer("wasm", providers)), NodeFileSystem.layer))
     expect(loaded.config.r).toBe(4)
     const report = { backend: "wasm", backendReason: "test", seed: 1, pretrain: { steps: 0, seconds: 0, validLossA: 0, validAccuracyA: 0 }, before: { validLossB: before.loss, validAccuracyB: before.accuracy }, results, totalSeconds: 1 }
     expect(table(report).split("\n")).toHaveLength(6)

@@ -1,7 +1,7 @@
 /**
- * @peftkit/lora: LoRA adapters and the Hugging Face PEFT adapter format.
+ * @peftkit/lora: LoRA adapters and their Hugging Face PEFT format.
  */
 export * from "./Lora.js"
 export * from "./LoraConfig.js"
+export * from "./LoraFormat.js"
 export * from "./LoraPlus.js"
-export * from "./PeftAdapter.js"

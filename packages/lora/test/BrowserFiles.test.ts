@@ -2,12 +2,12 @@
  * A browser program saves and loads PEFT adapters on the in-memory file system exactly as a Node
  * program does on disk: same files, same outputs after the round trip.
  */
-import { AdapterSet, Linear, makeMemoryFileSystem, MemoryFileSystem } from "@peftkit/core"
+import { AdapterSet, Linear, makeMemoryFileSystem, MemoryFileSystem, loadAdapter, saveAdapter } from "@peftkit/core"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { beforeAll, expect, it } from "vitest"
-import { loadAdapter, lora, loraConfig, saveAdapter } from "../src/index.js"
+import { lora, loraConfig } from "../src/index.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -17,7 +17,7 @@ it("saveAdapter then loadAdapter on MemoryFileSystem reproduces the adapted outp
   const make = () => [new Linear("model.layers.0.self_attn.q_proj", tf.randomNormal([6, 5], 0, 1, "float32", 1))]
   const trained = make()
   const config = loraConfig({ r: 2, alpha: 4, targetModules: ["q_proj"] })
-  const adapters = AdapterSet.inject({ linears: () => trained }, lora, config, { targetModules: config.targetModules, seed: 3 })
+  const adapters = AdapterSet.inject({ linears: () => trained }, lora, config, { seed: 3 })
   for (const p of adapters.parameters()) p.variable.assign(tf.randomNormal(p.variable.shape, 0, 0.5, "float32", 9))
   const x = tf.randomNormal([4, 5], 0, 1, "float32", 2)
   const expected = trained[0]!.apply(x).arraySync()
@@ -26,8 +26,8 @@ it("saveAdapter then loadAdapter on MemoryFileSystem reproduces the adapted outp
   const fresh = make()
   await Effect.runPromise(
     Effect.gen(function* () {
-      yield* saveAdapter("adapters/q", adapters, config)
-      yield* loadAdapter("adapters/q", { linears: () => fresh })
+      yield* saveAdapter("adapters/q", adapters)
+      yield* loadAdapter("adapters/q", { linears: () => fresh }, [lora])
     }).pipe(Effect.provide(MemoryFileSystem.layerOf(memory)))
   )
   expect([...memory.files().keys()].sort()).toEqual(["/adapters/q/adapter_config.json", "/adapters/q/adapter_model.safetensors"])

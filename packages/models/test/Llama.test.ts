@@ -203,7 +203,7 @@ describe("module names, parameters and init", () => {
     const q = model.linears()[0]!
     expect(q.weight.shape).toEqual([24, 24])
     expect(model.linears()[1]!.weight.shape).toEqual([12, 24])
-    const set = AdapterSet.inject(model, lora, loraConfig({ r: 2 }), { targetModules: "all-linear", seed: 1 })
+    const set = AdapterSet.inject(model, lora, loraConfig({ r: 2, targetModules: "all-linear" }), { seed: 1 })
     expect(set.layers).toHaveLength(7)
     set.remove()
     model.dispose()

@@ -30,7 +30,7 @@ const randomLlama = () => {
 describe("LoRA on q_proj/v_proj of a small Llama", () => {
   it("gradients reach every lora_A and lora_B (non-zero) and match central finite differences (rel 1e-2)", () => {
     const model = randomLlama()
-    const set = AdapterSet.inject(model, lora, loraConfig({ r: 4, alpha: 8 }), { targetModules: ["q_proj", "v_proj"], seed: 3 })
+    const set = AdapterSet.inject(model, lora, loraConfig({ r: 4, alpha: 8, targetModules: ["q_proj", "v_proj"] }), { seed: 3 })
     expect(set.layers.map((l) => l.name)).toEqual([
       "model.layers.0.self_attn.q_proj",
       "model.layers.0.self_attn.v_proj",
@@ -40,7 +40,7 @@ describe("LoRA on q_proj/v_proj of a small Llama", () => {
     // B starts at zero, which zeroes A's gradient; give B values so both factors get one.
     set.layers.forEach((layer, i) => {
       const adapter = layer.adapter as LoraAdapter
-      tf.tidy(() => adapter.loraB.assign(tf.randomNormal(adapter.loraB.shape, 0, 0.3, "float32", 100 + i)))
+      tf.tidy(() => adapter.tensors.loraB.assign(tf.randomNormal(adapter.tensors.loraB.shape, 0, 0.3, "float32", 100 + i)))
     })
     const [input, mask, targets] = [ids(), attentionMask(), lossMask()]
     const loss = () => causalLmLoss(model.forward(input, { attentionMask: mask, training: true }), input, targets)

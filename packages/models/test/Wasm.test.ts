@@ -30,10 +30,10 @@ const run = async (build: (weights: Map<string, tf.Tensor>) => CausalLM, arrays:
   const weights = new Map([...arrays].map(([name, { values, shape }]) => [name, tf.tensor(values, shape)]))
   const model = build(weights)
   weights.forEach((t) => t.dispose())
-  const set = AdapterSet.inject(model, lora, loraConfig({ r: 2, alpha: 4 }), { targetModules: ["q_proj", "v_proj"], seed: 1 })
+  const set = AdapterSet.inject(model, lora, loraConfig({ r: 2, alpha: 4, targetModules: ["q_proj", "v_proj"] }), { seed: 1 })
   set.layers.forEach((layer, i) => {
     const adapter = layer.adapter as LoraAdapter
-    tf.tidy(() => adapter.loraB.assign(tf.randomNormal(adapter.loraB.shape, 0, 0.3, "float32", 50 + i)))
+    tf.tidy(() => adapter.tensors.loraB.assign(tf.randomNormal(adapter.tensors.loraB.shape, 0, 0.3, "float32", 50 + i)))
   })
   const input = tf.tensor2d([[2, 17, 5, 9, 22, 30], [1, 1, 2, 39, 12, 4]], undefined, "int32")
   const mask = tf.tensor2d([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])

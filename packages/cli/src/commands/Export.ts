@@ -3,9 +3,9 @@
  * a lower rank by truncated SVD (with the relative error that introduces). A COLA run's adapter is
  * already the whole chain as one LoRA of rank links x r; `--rank` shrinks it.
  */
-import { PositiveInt, Safetensors } from "@peftkit/core"
+import { type PeftSaveOptions, PositiveInt, Safetensors } from "@peftkit/core"
 import { type ChainLora, compressChain, saveChainLora } from "@peftkit/cola"
-import { loraScale, readPeftLora, type PeftSaveOptions } from "@peftkit/lora"
+import { loraScale, readPeftLora } from "@peftkit/lora"
 import { Effect, Schema } from "effect"
 import { exportFlags } from "../CommandFlags.js"
 import { baseLayers, say } from "../Runtime.js"

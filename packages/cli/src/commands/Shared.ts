@@ -1,10 +1,10 @@
 /** Pieces shared by the commands that use a trained adapter. */
-import { attempt, decodeConfig, type ThrownError } from "@peftkit/core"
-import { loadAdapter } from "@peftkit/lora"
+import { attempt, decodeConfig, loadAdapter, type ThrownError } from "@peftkit/core"
 import type { CausalLM } from "@peftkit/models"
 import { Effect, Schema } from "effect"
 import { type FlagSpec, parseFlags } from "../Flags.js"
 import { say } from "../Runtime.js"
+import { installedVariants } from "../Variants.js"
 
 /** Parses flags and decodes them with `schema`; errors name the flag. */
 export const decodeFlags = <A, I>(argv: ReadonlyArray<string>, specs: ReadonlyArray<FlagSpec>, schema: Schema.Schema<A, I>, command: string) =>
@@ -18,8 +18,10 @@ export const decodeFlags = <A, I>(argv: ReadonlyArray<string>, specs: ReadonlyAr
 export const applyAdapter = (model: CausalLM, dir: string, enabled: boolean) =>
   Effect.gen(function* () {
     if (!enabled) return undefined
-    const { adapters, config } = yield* loadAdapter(dir, model)
-    yield* say(`adapter: ${dir} (LoRA r=${config.r}, alpha ${config.alpha}, ${adapters.layers.length} layers)`)
+    const adapters = yield* loadAdapter(dir, model, installedVariants)
+    const { r, alpha } = adapters.config as { readonly r?: unknown; readonly alpha?: unknown }
+    const shape = typeof r === "number" ? ` r=${r}${typeof alpha === "number" ? `, alpha ${alpha}` : ""},` : ""
+    yield* say(`adapter: ${dir} (${adapters.variant.name}${shape} ${adapters.entries.length} layers)`)
     return adapters
   })
 

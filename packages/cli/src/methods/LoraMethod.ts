@@ -2,8 +2,8 @@
  * LoRA: adapters on the target modules, the base frozen; checkpoints hold the adapter in PEFT layout
  * plus its dropout stream, and the result is a PEFT adapter directory.
  */
-import { AdapterSet, attempt, decodeConfig, InvalidCheckpoint, readCheckpointFile } from "@peftkit/core"
-import { lora, peftLoraFiles, restoreAdapterWeights, saveAdapter } from "@peftkit/lora"
+import { AdapterSet, adapterSetFiles, attempt, decodeConfig, InvalidCheckpoint, readCheckpointFile, restoreAdapterWeights, saveAdapter } from "@peftkit/core"
+import { lora } from "@peftkit/lora"
 import { Effect, Schema } from "effect"
 import { adapterConfigOf, describeAdapter } from "./internal/adapterConfig.js"
 import type { TrainingMethod } from "./Method.js"
@@ -17,22 +17,18 @@ export const loraMethod: TrainingMethod = {
     attempt(() => {
       const config = adapterConfigOf(options)
       model.setTrainable(false)
-      const adapters = AdapterSet.inject(model, lora, config, { targetModules: config.targetModules, seed: options.seed })
+      const adapters = AdapterSet.inject(model, lora, config, { seed: options.seed })
       optimizer.setParameters([{ params: adapters.parameters() }])
       return {
         describe: describeAdapter(options),
         hooks: [],
         schedule: (base) => base,
         checkpointFiles: () =>
-          Effect.acquireUseRelease(
-            Effect.sync(() => adapters.stateDict()),
-            (tensors) =>
-              Effect.map(peftLoraFiles({ ...config, targetModules: adapters.targetModules }, tensors), (files) => ({
-                ...files,
-                [RANDOM_STATE_FILE]: `${JSON.stringify(adapters.randomState(), null, 2)}\n`
-              })),
-            (tensors) => Effect.sync(() => Object.values(tensors).forEach((t) => t.dispose()))
-          ),
+          // LoRA always has a PEFT format, so `NoPeftFormat` cannot happen here.
+          Effect.map(Effect.orDie(adapterSetFiles(adapters)), (files) => ({
+            ...files,
+            [RANDOM_STATE_FILE]: `${JSON.stringify(adapters.randomState(), null, 2)}\n`
+          })),
         restore: (dir) =>
           Effect.gen(function* () {
             // Read and decode everything before any weight changes.
@@ -46,7 +42,7 @@ export const loraMethod: TrainingMethod = {
             adapters.setRandomState(random)
           }),
         save: (out, baseModel) =>
-          Effect.as(saveAdapter(out, adapters, config, { baseModel, taskType: "CAUSAL_LM" }), `saved the adapter (PEFT layout): ${out}`)
+          Effect.as(saveAdapter(out, adapters, { baseModel, taskType: "CAUSAL_LM" }), `saved the adapter (PEFT layout): ${out}`)
       }
     })
 }

@@ -5,7 +5,7 @@
  * a new file here and one entry in `methods`.
  */
 import type { FileSystem } from "@effect/platform"
-import type { CheckpointFiles, ConfigError, FileError, Optimizer, Schedule, ThrownError, TrainingHook } from "@peftkit/core"
+import type { CheckpointFiles, ConfigError, FileError, NoPeftFormat, Optimizer, Schedule, ThrownError, TrainingHook } from "@peftkit/core"
 import type { InvalidSafetensors } from "@peftkit/core"
 import type { CausalLM } from "@peftkit/models"
 import type { Effect } from "effect"
@@ -20,7 +20,7 @@ export interface MethodContext {
   readonly optimizer: Optimizer
 }
 
-export type MethodFileError = FileError | InvalidSafetensors | ThrownError
+export type MethodFileError = FileError | InvalidSafetensors | NoPeftFormat | ThrownError
 
 /** A method set up on a model: the optimizer already has its parameters. */
 export interface ActiveMethod {

@@ -1,0 +1,212 @@
+/**
+ * Hugging Face PEFT's adapter directory, for any variant with a `PeftFormat`: `adapter_config.json`
+ * and `adapter_model.safetensors` with keys `base_model.model.<module>.<tensor key>` and metadata
+ * `{"format": "pt"}`. Python loads the result with `PeftModel.from_pretrained(model, dir)`.
+ *
+ * Saving dispatches on the adapters' variant; loading on the config, among the variants the caller
+ * says are installed (`loadAdapter(dir, model, [lora, dora])`), as PEFT's own dispatcher does. Both
+ * files are written atomically (temp file + rename), weights first: an interrupted save leaves the
+ * previous adapter loadable.
+ */
+import type { FileSystem } from "@effect/platform"
+import type * as tf from "@tensorflow/tfjs-core"
+import { Effect } from "effect"
+import type { AdaptableModel } from "./AdaptableModel.js"
+import type { AdapterConfigBase, AdapterVariant } from "./Adapter.js"
+import { AdapterSet } from "./AdapterSet.js"
+import { writeFileAtomic } from "./AtomicFile.js"
+import { attempt, ConfigError, type FileError, InvalidCheckpoint, NoPeftFormat, type ShapeMismatch } from "./Errors.js"
+import { joinPath, readFileBytes } from "./Files.js"
+import type { PeftFormat } from "./PeftFormat.js"
+import * as Safetensors from "./Safetensors.js"
+
+export const ADAPTER_CONFIG_FILE = "adapter_config.json"
+export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
+/** PEFT prefixes module names with the PeftModel wrapper's path. */
+export const PEFT_KEY_PREFIX = "base_model.model."
+
+export interface PeftSaveOptions {
+  /** Written as `base_model_name_or_path`. */
+  readonly baseModel?: string
+  /** PEFT task type, e.g. "CAUSAL_LM"; null when the model is not a transformers task model. */
+  readonly taskType?: string | null
+}
+
+export type LoadAdapterError = FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint | ShapeMismatch | ConfigError
+
+/**
+ * The two files of a PEFT adapter directory, as bytes: `tensors` keyed `<module>.<tensor key>`
+ * (prefixed here) and the config. Reads the tensors asynchronously (GPU-safe).
+ */
+export const peftAdapterFiles = <Config>(
+  format: PeftFormat<Config>,
+  config: Config,
+  tensors: Readonly<Record<string, tf.Tensor>>,
+  options: PeftSaveOptions = {}
+): Effect.Effect<{ readonly [ADAPTER_WEIGHTS_FILE]: Uint8Array; readonly [ADAPTER_CONFIG_FILE]: string }> =>
+  Effect.map(
+    Effect.promise(() =>
+      Safetensors.encodeTensorsAsync(Object.fromEntries(Object.entries(tensors).map(([key, tensor]) => [`${PEFT_KEY_PREFIX}${key}`, tensor])), { format: "pt" })
+    ),
+    (weights) => ({
+      [ADAPTER_WEIGHTS_FILE]: weights,
+      [ADAPTER_CONFIG_FILE]: `${JSON.stringify({ ...format.encodeConfig(config), task_type: options.taskType ?? null, base_model_name_or_path: options.baseModel ?? null }, null, 2)}\n`
+    })
+  )
+
+/** Writes tensors and their config into `dir` in PEFT's layout, each file atomically, weights first. */
+export const savePeftAdapter = <Config>(
+  dir: string,
+  format: PeftFormat<Config>,
+  config: Config,
+  tensors: Readonly<Record<string, tf.Tensor>>,
+  options: PeftSaveOptions = {}
+): Effect.Effect<void, FileError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const files = yield* peftAdapterFiles(format, config, tensors, options)
+    yield* writeFileAtomic(joinPath(dir, ADAPTER_WEIGHTS_FILE), files[ADAPTER_WEIGHTS_FILE])
+    yield* writeFileAtomic(joinPath(dir, ADAPTER_CONFIG_FILE), files[ADAPTER_CONFIG_FILE])
+  })
+
+/** The format of an adapter set's variant, or `NoPeftFormat`. */
+export const formatOf = <Config>(variant: AdapterVariant<Config>): Effect.Effect<PeftFormat<Config>, NoPeftFormat> =>
+  variant.format === undefined ? Effect.fail(new NoPeftFormat({ variant: variant.name })) : Effect.succeed(variant.format)
+
+/** The PEFT files of an injected adapter set (checkpoints keep them in memory first). */
+export const adapterSetFiles = <Config extends AdapterConfigBase>(adapters: AdapterSet<Config>, options: PeftSaveOptions = {}) =>
+  Effect.flatMap(formatOf(adapters.variant), (format) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => adapters.stateDict()),
+      (tensors) => peftAdapterFiles(format, adapters.config, tensors, options),
+      (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
+    )
+  )
+
+/** Saves an injected adapter set in PEFT's layout, with the config it was injected with. */
+export const saveAdapter = <Config extends AdapterConfigBase>(
+  dir: string,
+  adapters: AdapterSet<Config>,
+  options: PeftSaveOptions = {}
+): Effect.Effect<void, FileError | NoPeftFormat, FileSystem.FileSystem> =>
+  Effect.flatMap(formatOf(adapters.variant), (format) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => adapters.stateDict()),
+      (tensors) => savePeftAdapter(dir, format, adapters.config, tensors, options),
+      (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
+    )
+  )
+
+/** Splits a state-dict key (PEFT prefix removed) into its module and the tensor key after it. */
+export type KeySplitter = (name: string) => { readonly module: string; readonly key: string } | undefined
+
+/** Splits at the longest of `modules` the key starts with; `.default` (older files keep the adapter name) is dropped. */
+export const splitAtModules = (modules: ReadonlyArray<string>): KeySplitter => {
+  const byLength = [...modules].sort((a, b) => b.length - a.length)
+  return (name) => {
+    const module = byLength.find((candidate) => name.startsWith(`${candidate}.`))
+    if (module === undefined) return undefined
+    return { module, key: name.slice(module.length + 1).split(".").filter((part) => part !== "default").join(".") }
+  }
+}
+
+/** A PEFT directory's `adapter_config.json`, parsed (a JSON object, else `InvalidCheckpoint`). */
+export const readAdapterConfigJson = (dir: string): Effect.Effect<Record<string, unknown>, FileError | InvalidCheckpoint, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const path = joinPath(dir, ADAPTER_CONFIG_FILE)
+    const text = new TextDecoder().decode(yield* readFileBytes(path))
+    const json = yield* Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: (error) => new InvalidCheckpoint({ path, reason: `not JSON: ${(error as Error).message}` })
+    })
+    if (typeof json !== "object" || json === null || Array.isArray(json)) return yield* new InvalidCheckpoint({ path, reason: "not a JSON object" })
+    return json as Record<string, unknown>
+  })
+
+/** The tensors of a PEFT directory's `adapter_model.safetensors`, grouped by module with `split`. */
+export const readAdapterTensors = (
+  dir: string,
+  split: KeySplitter
+): Effect.Effect<ReadonlyMap<string, Record<string, Safetensors.TensorView>>, LoadAdapterError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const path = joinPath(dir, ADAPTER_WEIGHTS_FILE)
+    const file = yield* Safetensors.decode(yield* readFileBytes(path), path)
+    const tensors = new Map<string, Record<string, Safetensors.TensorView>>()
+    for (const view of file.tensors) {
+      const name = view.name.startsWith(PEFT_KEY_PREFIX) ? view.name.slice(PEFT_KEY_PREFIX.length) : view.name
+      const parts = split(name)
+      if (parts === undefined) return yield* new InvalidCheckpoint({ path, tensor: name, reason: "belongs to none of the model's adapted linear layers" })
+      const entry = tensors.get(parts.module) ?? {}
+      entry[parts.key] = view
+      tensors.set(parts.module, entry)
+    }
+    if (tensors.size === 0) return yield* new InvalidCheckpoint({ path, reason: "no adapter tensors" })
+    return tensors
+  })
+
+/**
+ * The installed variant that reads a config (PEFT's dispatch on `peft_type` and flags such as
+ * `use_dora`), and the config decoded by it.
+ */
+export const dispatchAdapterConfig = (
+  json: Readonly<Record<string, unknown>>,
+  variants: ReadonlyArray<AdapterVariant<any>>
+): Effect.Effect<{ readonly variant: AdapterVariant<any>; readonly config: AdapterConfigBase }, ConfigError> => {
+  for (const variant of variants) {
+    if (variant.format?.accepts(json) === true) return Effect.map(variant.format.decodeConfig(json), (config) => ({ variant, config: config as AdapterConfigBase }))
+  }
+  const known = variants.flatMap((variant) => (variant.format === undefined ? [] : [`${variant.name} (${variant.format.peftType})`]))
+  return Effect.fail(
+    new ConfigError({
+      field: "adapter_config.peft_type",
+      reason: `no installed variant reads this adapter (peft_type ${JSON.stringify(json.peft_type)}${json.use_dora === true ? ", use_dora" : ""}); installed: ${known.join(", ") || "none"}`
+    })
+  )
+}
+
+/** Loads tensors read from a PEFT file into injected adapters; every adapted layer must be in the file. */
+const loadInto = <Config extends AdapterConfigBase>(
+  adapters: AdapterSet<Config>,
+  tensors: ReadonlyMap<string, Record<string, Safetensors.TensorView>>,
+  path: string
+): Effect.Effect<void, LoadAdapterError> =>
+  attempt(() => {
+    for (const { layer, adapter } of adapters.entries) {
+      const views = tensors.get(layer.name)
+      if (views === undefined) throw new InvalidCheckpoint({ path, tensor: layer.name, reason: "no tensors for this adapted layer" })
+      const loaded = Object.fromEntries(Object.entries(views).map(([key, view]) => [key, Safetensors.toTensor(view)]))
+      try {
+        adapter.loadStateDict(loaded)
+      } finally {
+        Object.values(loaded).forEach((tensor) => tensor.dispose())
+      }
+    }
+  })
+
+/**
+ * Loads a PEFT adapter directory onto `model` with whichever of `variants` reads its config: injects
+ * adapters into exactly the modules the file has tensors for and loads them. A module the model
+ * lacks, a missing or unexpected tensor or a wrong shape is an error naming it; the model is left
+ * without adapters then.
+ */
+export const loadAdapter = <Variants extends ReadonlyArray<AdapterVariant<any>>>(
+  dir: string,
+  model: AdaptableModel,
+  variants: Variants
+): Effect.Effect<AdapterSet<ConfigOf<Variants[number]>>, LoadAdapterError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const { variant, config } = yield* dispatchAdapterConfig(yield* readAdapterConfigJson(dir), variants)
+    const tensors = yield* readAdapterTensors(dir, splitAtModules(model.linears().map((layer) => layer.name)))
+    const adapters = yield* attempt(() => AdapterSet.inject(model, variant, config, { seed: 0, modules: [...tensors.keys()] }))
+    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE)).pipe(Effect.tapError(() => Effect.sync(() => adapters.remove())))
+    return adapters as AdapterSet<ConfigOf<Variants[number]>>
+  })
+
+/** The config type of a variant. */
+export type ConfigOf<V> = V extends AdapterVariant<infer Config> ? (Config extends AdapterConfigBase ? Config : never) : never
+
+/** Loads a PEFT directory's weights into adapters that are already injected (resuming a run). */
+export const restoreAdapterWeights = <Config extends AdapterConfigBase>(dir: string, adapters: AdapterSet<Config>): Effect.Effect<void, LoadAdapterError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const tensors = yield* readAdapterTensors(dir, splitAtModules(adapters.entries.map(({ layer }) => layer.name)))
+    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE))
+  })
