@@ -6,7 +6,8 @@
  *
  * `load` also installs peftkit's fast paths for wasm, so model, adapter and attention code calls
  * plain tfjs ops: kernel overrides (matmuls with transposes on XNNPACK and kept transposes of
- * frozen weights, a copying Slice and Reverse, row-parallel matmuls in Node) and the blockwise
+ * frozen weights, a copying Slice and Reverse, an Identity that shares data, row-parallel matmuls
+ * in Node) and the blockwise
  * `attention` op (core's `BackendOps`).
  */
 import { activateTfjsBackend, backendUnavailable, firstLine, registerBackendOps } from "@peftkit/core"
@@ -16,6 +17,7 @@ import { Effect } from "effect"
 import { blockwiseAttention } from "./internal/blockwiseAttention.js"
 import { installContinuousSlice } from "./internal/continuousSlice.js"
 import { installCopyReverse } from "./internal/copyReverse.js"
+import { installSharedIdentity } from "./internal/sharedIdentity.js"
 import { cpuPackage, cpuPackageInstall } from "./internal/packageInfo.js"
 import { installTransposeFreeMatMul } from "./internal/transposeFreeMatMul.js"
 
@@ -90,6 +92,7 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
     installTransposeFreeMatMul()
     installContinuousSlice()
     installCopyReverse()
+    installSharedIdentity()
     registerBackendOps("wasm", { attention: blockwiseAttention })
     const matMulThreads = yield* parallelMatMulInNode(options.threads)
     const threads = Math.max(module.getThreadsCount(), matMulThreads)

@@ -142,6 +142,22 @@ describe("the copying Reverse kernel", () => {
   })
 })
 
+describe("the sharing Identity kernel", () => {
+  it("a clone shares its source's data, outlives it with the right values, and frees it last", async () => {
+    await use("wasm")
+    const before = tf.memory()
+    const x = tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3])
+    const copy = tf.clone(x)
+    expect(copy.dataId).toBe(x.dataId)
+    expect(tf.memory().numDataBuffers - before.numDataBuffers).toBe(1) // one buffer for both
+    x.dispose()
+    expect(Array.from(copy.dataSync())).toEqual([1, 2, 3, 4, 5, 6])
+    copy.dispose()
+    expect(tf.memory().numTensors).toBe(before.numTensors)
+    expect(tf.memory().numBytes).toBe(before.numBytes)
+  })
+})
+
 describe("the contiguous Slice kernel", () => {
   it("gives tfjs's values for contiguous, strided, whole-tensor and int32/bool slices, without leaks", async () => {
     await use("cpu")
