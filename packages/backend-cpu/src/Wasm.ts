@@ -44,15 +44,13 @@ const defaultThreads = (): number => {
 const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string"
 
 /**
- * In Node: worker threads for large matmuls (1 when off or unavailable). The module path is not
- * a literal so that browser bundles do not pull in node:worker_threads.
+ * In Node: worker threads for large matmuls (1 when off or unavailable; the default is one per
+ * core). The module path is not a literal, so browser bundles never reach its `node:` imports
+ * (worker_threads, os, module): the package bundles for the browser with no externals or shims.
  */
-const parallelMatMulInNode = (requested: number | undefined) =>
+const parallelMatMulInNode = (threads: number | undefined) =>
   Effect.gen(function* () {
-    if (!isNode || typeof SharedArrayBuffer === "undefined") return 1
-    const os = yield* Effect.promise(() => import("node:os"))
-    const threads = Math.max(1, Math.floor(requested ?? os.availableParallelism()))
-    if (threads < 2) return 1
+    if (!isNode || typeof SharedArrayBuffer === "undefined" || (threads !== undefined && threads < 2)) return 1
     const path = "./internal/parallelMatMul.js"
     // Without workers wasm still works, on one thread: the backend info then says 1 thread.
     return yield* Effect.tryPromise(async () =>

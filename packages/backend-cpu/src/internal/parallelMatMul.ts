@@ -14,6 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { createRequire } from "node:module"
+import { availableParallelism } from "node:os"
 import { Worker } from "node:worker_threads"
 
 interface WasmBackendInternals {
@@ -24,8 +25,8 @@ interface WasmBackendInternals {
 }
 
 export interface ParallelMatMulOptions {
-  /** Threads in all, the main one included (>= 2 to do anything). */
-  readonly threads: number
+  /** Threads in all, the main one included (>= 2 to do anything); default: one per core. */
+  readonly threads?: number | undefined
   /** Products with fewer multiply-adds run on one thread (a hand-off has a fixed cost). */
   readonly minMultiplyAdds?: number
   /** Bytes of right operands the workers may keep in all. */
@@ -95,7 +96,8 @@ export const installParallelMatMul = (options: ParallelMatMulOptions): Promise<n
   return installed
 }
 
-const install = async (options: ParallelMatMulOptions): Promise<number> => {
+const install = async (requested: ParallelMatMulOptions): Promise<number> => {
+  const options = { ...requested, threads: Math.max(1, Math.floor(requested.threads ?? availableParallelism())) }
   const original = tf.getKernel(tf.BatchMatMul, "wasm")
   if (original === undefined || options.threads < 2) return 1
   const require = createRequire(import.meta.url)
