@@ -91,7 +91,6 @@ export class Linear implements LinearTarget {
       }
       const leading = x.shape.slice(0, -1)
       const x2 = (x.rank === 2 ? x : tf.reshape(x, [-1, this.inFeatures])) as tf.Tensor2D
-      // Not tf.fused.matMul: tfjs-backend-wasm 4.22 computes transposeB + bias wrong (see backend-cpu's tests).
       // A plain transposed product: backends that want W^T kept (wasm) do that in their kernel.
       let y: tf.Tensor2D = tf.matMul(x2, this.weight, false, true)
       if (this.bias !== undefined) y = tf.add(y, this.bias)

@@ -4,6 +4,7 @@ import type { CausalLM } from "@peftkit/models"
 import { Effect, Schema } from "effect"
 import { type FlagSpec, parseFlags } from "../Flags.js"
 import { say } from "../Runtime.js"
+import { BackendName } from "../TrainOptions.js"
 import { installedVariants } from "../Variants.js"
 
 /** Parses flags and decodes them with `schema`; errors name the flag. */
@@ -25,4 +26,4 @@ export const applyAdapter = (model: CausalLM, dir: string, enabled: boolean) =>
     return adapters
   })
 
-export const BackendFlag = Schema.optionalWith(Schema.Literal("auto", "node-gpu", "node", "webgpu", "wasm", "cpu"), { default: () => "auto" as const })
+export const BackendFlag = Schema.optionalWith(BackendName, { default: () => "auto" as const })
