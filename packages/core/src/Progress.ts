@@ -50,11 +50,39 @@ export class ProgressReporter extends Context.Tag("@peftkit/core/ProgressReporte
     finish: () => Effect.void
   })
 
-  /** A progress bar on an interactive terminal (redrawn at most 10 times a second), report lines always. */
+  /**
+   * A progress bar on an interactive terminal (redrawn at most 10 times a second), report lines
+   * always. Where there is no `process.stderr` (a browser) the lines go to `console.log`.
+   */
   static terminal(stream: TerminalStream = defaultStream()): Layer.Layer<ProgressReporter> {
     return Layer.sync(ProgressReporter, () => makeTerminalReporter(stream))
   }
+
+  /**
+   * Every event as a value handed to `onEvent`: for a page's own progress bar and chart (ticks come
+   * every step; keep the handler cheap, e.g. schedule a redraw).
+   */
+  static callback(onEvent: (event: ProgressEvent) => void): Layer.Layer<ProgressReporter> {
+    const emit = (event: ProgressEvent) => Effect.sync(() => onEvent(event))
+    return Layer.succeed(ProgressReporter, {
+      start: (label, totalSteps, startStep) => emit({ _tag: "start", label, totalSteps, startStep }),
+      tick: (tick) => emit({ _tag: "tick", ...tick }),
+      report: (line) => emit({ _tag: "report", ...line }),
+      evaluation: (line) => emit({ _tag: "evaluation", ...line }),
+      note: (message) => emit({ _tag: "note", message }),
+      finish: () => emit({ _tag: "finish" })
+    })
+  }
 }
+
+/** What `ProgressReporter.callback` hands over. */
+export type ProgressEvent =
+  | { readonly _tag: "start"; readonly label: string; readonly totalSteps: number; readonly startStep: number }
+  | ({ readonly _tag: "tick" } & Tick)
+  | ({ readonly _tag: "report" } & ReportLine)
+  | ({ readonly _tag: "evaluation" } & EvalLine)
+  | { readonly _tag: "note"; readonly message: string }
+  | { readonly _tag: "finish" }
 
 /** The subset of a Node write stream the terminal reporter needs. */
 export interface TerminalStream {

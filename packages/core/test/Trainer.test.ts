@@ -20,8 +20,7 @@ import {
   type Parameter,
   ProgressReporter,
   train,
-  trainStep
-} from "../src/index.js"
+  trainStep, type ProgressEvent } from "../src/index.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -90,6 +89,23 @@ describe("training loop", () => {
     const lines = readFileSync(path, "utf8").trim().split("\n").map((l) => JSON.parse(l) as MetricsRecord)
     expect(lines.map((l) => `${l.event}@${l.step}`)).toEqual(["report@10", "report@20", "eval@20", "report@30", "report@40", "eval@40"])
     expect(lines[0]).toMatchObject({ label: "ls", totalSteps: 40, trainedTokens: 9 * 16 })
+  })
+
+  it("ProgressReporter.callback hands a page every event of a run as a value", async () => {
+    const { params, batch, loss } = problem()
+    const optimizer = adamw([{ params }], { weightDecay: 0 })
+    const events: Array<ProgressEvent> = []
+    await Effect.runPromise(
+      train({ label: "page", loss, batch, optimizer, steps: 20, learningRate: schedule, reportEvery: 10, evalEvery: 20, evaluate: () => Effect.succeed(0.5) }).pipe(
+        Effect.provide(Layer.merge(ProgressReporter.callback((event) => events.push(event)), MetricsLog.none))
+      )
+    )
+    expect(events[0]).toEqual({ _tag: "start", label: "page", totalSteps: 20, startStep: 0 })
+    expect(events.filter((e) => e._tag === "tick")).toHaveLength(20)
+    expect(events.filter((e) => e._tag === "report").map((e) => (e as { step: number }).step)).toEqual([10, 20])
+    expect(events.find((e) => e._tag === "evaluation")).toMatchObject({ step: 20, valLoss: 0.5 })
+    expect(events.at(-1)).toEqual({ _tag: "finish" })
+    optimizer.dispose()
   })
 
   it("a NaN loss stops training with NonFiniteLoss before the next checkpoint is written", async () => {
