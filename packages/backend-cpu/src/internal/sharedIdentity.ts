@@ -6,28 +6,18 @@
  * worker threads' resident copy of it). Tensors are immutable, so sharing is safe.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { replaceWasmKernel } from "./replaceWasmKernel.js"
 
 interface WasmBackendInternals {
   incRef(dataId: object): void
 }
 
-let installed = false
-
 /** Replaces the wasm backend's Identity kernel (once per process; later calls do nothing). */
 export const installSharedIdentity = (): void => {
-  if (installed) return
-  const original = tf.getKernel(tf.Identity, "wasm")
-  if (original === undefined) return
-  installed = true
-  tf.unregisterKernel(tf.Identity, "wasm")
-  tf.registerKernel({
-    kernelName: tf.Identity,
-    backendName: "wasm",
-    kernelFunc: (args) => {
-      const x = args.inputs["x"] as tf.TensorInfo
-      if (x.dtype === "string") return original.kernelFunc(args)
-      ;(args.backend as unknown as WasmBackendInternals).incRef(x.dataId)
-      return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype }
-    }
+  replaceWasmKernel(tf.Identity, (original) => (args) => {
+    const x = args.inputs["x"] as tf.TensorInfo
+    if (x.dtype === "string") return original.kernelFunc(args)
+    ;(args.backend as unknown as WasmBackendInternals).incRef(x.dataId)
+    return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype }
   })
 }
