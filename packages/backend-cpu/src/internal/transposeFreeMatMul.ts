@@ -109,15 +109,21 @@ export const installTransposeFreeMatMul = (): void => {
     for (const part of parts) if (part.temporary) be.disposeData(part.info.dataId)
   }
 
-  const batchMatMul: KernelFunc = (args) => {
+  /** A transposed product's 2D operands and flags; undefined when the stock kernel should run it as it is. */
+  const transposedOperands = (args: Parameters<KernelFunc>[0]) => {
     const attrs = args.attrs as unknown as tf.BatchMatMulAttrs
     const transposeA = attrs.transposeA === true
     const transposeB = attrs.transposeB === true
-    if (!transposeA && !transposeB) return stock.kernelFunc(args)
     const a = as2d(args.inputs["a"] as tf.TensorInfo)
     const b = as2d(args.inputs["b"] as tf.TensorInfo)
-    if (a === undefined || b === undefined) return stock.kernelFunc(args)
-    const be = args.backend as tf.KernelBackend
+    if ((!transposeA && !transposeB) || a === undefined || b === undefined) return undefined
+    return { attrs, transposeA, transposeB, a, b, be: args.backend as tf.KernelBackend }
+  }
+
+  const batchMatMul: KernelFunc = (args) => {
+    const operands = transposedOperands(args)
+    if (operands === undefined) return stock.kernelFunc(args)
+    const { transposeA, transposeB, a, b, be } = operands
     const size = (x: tf.TensorInfo) => x.shape[0]! * x.shape[1]!
     const rows = transposeA ? a.shape[1]! : a.shape[0]!
     const cols = transposeB ? b.shape[0]! : b.shape[1]!
@@ -146,14 +152,9 @@ export const installTransposeFreeMatMul = (): void => {
   }
 
   const fusedMatMul: KernelFunc = (args) => {
-    const attrs = args.attrs as unknown as tf.BatchMatMulAttrs
-    const transposeA = attrs.transposeA === true
-    const transposeB = attrs.transposeB === true
-    if (!transposeA && !transposeB) return stockFused.kernelFunc(args)
-    const a = as2d(args.inputs["a"] as tf.TensorInfo)
-    const b = as2d(args.inputs["b"] as tf.TensorInfo)
-    if (a === undefined || b === undefined) return stockFused.kernelFunc(args)
-    const be = args.backend as tf.KernelBackend
+    const operands = transposedOperands(args)
+    if (operands === undefined) return stockFused.kernelFunc(args)
+    const { attrs, transposeA, transposeB, a, b, be } = operands
     const left = transposeA ? transposed(a, be) : { info: a, temporary: false }
     const right = transposeB ? transposed(b, be) : { info: b, temporary: false }
     // The stock kernel wants [batch, rows, cols] operands, as the op hands it.
