@@ -25,6 +25,7 @@ const project = (name: string, root: string) => ({
 export default defineConfig({
   test: {
     reporters: ["default", "./scripts/vitest-summary-reporter.ts"],
+    globalSetup: ["./scripts/vitest-temp-dir.ts"],
     projects: [
       ...packages.map((name) => project(name, `${packagesDir}/${name}`)),
       ...examples.map((name) => project(`example-${name}`, `${examplesDir}/${name}`))
