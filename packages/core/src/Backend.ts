@@ -144,8 +144,24 @@ const NO_PROVIDERS =
   "install a peftkit backend package (or write a provider) and register its providers: " +
   "registerBackends(providers), or Backend.layer(choice, providers)"
 
-const listNames = (providers: ReadonlyArray<BackendProvider>): string =>
-  providers.length === 0 ? "none is registered" : `registered: ${providers.map((p) => p.name).join(", ")}`
+const listNames = (providers: ReadonlyArray<BackendProvider>, source: "registered" | "given" = "registered"): string =>
+  providers.length === 0 ? `none is ${source}` : `${source}: ${providers.map((p) => p.name).join(", ")}`
+
+/** Levenshtein distance, for "did you mean" on a mistyped backend name. */
+const distance = (a: string, b: string): number => {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) next.push(Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)))
+    row = next
+  }
+  return row[b.length]!
+}
+
+const didYouMean = (name: string, providers: ReadonlyArray<BackendProvider>): string => {
+  const close = providers.map((p) => p.name).filter((candidate) => distance(name.toLowerCase(), candidate.toLowerCase()) <= 2)
+  return close.length === 0 ? "" : `; did you mean ${close.map((c) => `'${c}'`).join(" or ")}?`
+}
 
 const makeService = (info: BackendInfo, requested: BackendChoice, reason: string): BackendService => ({
   info,
@@ -221,7 +237,7 @@ export const selectBackend = (
       return Effect.fail(
         new BackendUnavailable({
           backend: choice,
-          reason: `no provider for it is ${providers === undefined ? "registered" : "given"} (${listNames(candidates)})`,
+          reason: `no provider for it is ${providers === undefined ? "registered" : "given"} (${listNames(candidates, providers === undefined ? "registered" : "given")})${didYouMean(choice, candidates)}`,
           install: NO_PROVIDERS
         })
       )

@@ -151,6 +151,10 @@ export const dispatchAdapterConfig = (
   json: Readonly<Record<string, unknown>>,
   variants: ReadonlyArray<AdapterVariant<any>>
 ): Effect.Effect<{ readonly variant: AdapterVariant<any>; readonly config: AdapterConfigBase }, ConfigError> => {
+  if (variants.length === 0) {
+    return Effect.fail(new ConfigError({ field: "variants", reason: "no adapter variants given to read the adapter with; pass the installed ones, e.g. [lora]" }))
+  }
+  // The first that accepts wins: variants sharing a format (LoRA and a frozen-A LoRA) are chosen by list order.
   for (const variant of variants) {
     if (variant.format?.accepts(json) === true) return Effect.map(variant.format.decodeConfig(json), (config) => ({ variant, config: config as AdapterConfigBase }))
   }

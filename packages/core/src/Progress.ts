@@ -115,8 +115,8 @@ export const formatReportLine = (line: ReportLine): string =>
     `Iter ${line.step}: Train loss ${line.trainLoss.toFixed(4)}`,
     `Learning Rate ${line.learningRate.toExponential(3)}`,
     `It/sec ${line.itPerSec.toFixed(2)}`,
-    `Tokens/sec ${formatRate(line.tokensPerSec)}`,
-    `Trained Tokens ${line.trainedTokens}`,
+    // A task that counts no tokens (no `tokensPerBatch`) gets no token fields rather than zeros.
+    ...(line.trainedTokens === 0 ? [] : [`Tokens/sec ${formatRate(line.tokensPerSec)}`, `Trained Tokens ${line.trainedTokens}`]),
     ...(line.peakBytes === undefined ? [] : [`Peak mem ${formatBytes(line.peakBytes)}`])
   ].join(", ")
 

@@ -189,9 +189,11 @@ describe("explicit selection", () => {
     const providers = [fake("cpu", calls, { gpu: false, device: "JS" }), fake("wasm", calls, { gpu: false, device: "wasm" })]
     const e = Either.getOrThrow(Either.flip(await run(service, Backend.layer("webgpu", providers))))
     expect(e.backend).toBe("webgpu")
-    expect(e.reason).toBe("no provider for it is given (registered: wasm, cpu)")
+    expect(e.reason).toBe("no provider for it is given (given: wasm, cpu)")
     expect(e.install).toContain("registerBackends(providers)")
     expect(calls).toEqual([])
+    const typo = Either.getOrThrow(Either.flip(await run(service, Backend.layer("wasmm", providers))))
+    expect(typo.reason).toBe("no provider for it is given (given: wasm, cpu); did you mean 'wasm'?")
   })
 
   it("rejects what cannot be a name, and accepts any name-shaped string (the registry decides)", async () => {

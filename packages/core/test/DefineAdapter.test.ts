@@ -168,6 +168,8 @@ describe("PEFT save/load dispatch on the variant's format", () => {
     const none = await Effect.runPromise(Effect.provide(Effect.flip(loadAdapter(`${dir}/outer`, { linears: () => [makeLayer()] }, [unsaveable])), NodeFileSystem.layer))
     expect(none).toBeInstanceOf(ConfigError)
     expect((none as ConfigError).field).toBe("adapter_config.peft_type")
+    const empty = await Effect.runPromise(Effect.provide(Effect.flip(loadAdapter(`${dir}/outer`, { linears: () => [makeLayer()] }, [])), NodeFileSystem.layer))
+    expect(empty.message).toBe("invalid config: 'variants': no adapter variants given to read the adapter with; pass the installed ones, e.g. [lora]")
   })
 
   it("saving a variant without a PEFT format is a typed NoPeftFormat and writes nothing", async () => {

@@ -12,6 +12,7 @@ const line = { step: 10, totalSteps: 20, trainLoss: 1.23456, learningRate: 5e-4,
 describe("terminal progress", () => {
   it("formats MLX-LM-style report lines", () => {
     expect(formatReportLine(line)).toBe("Iter 10: Train loss 1.2346, Learning Rate 5.000e-4, It/sec 12.50, Tokens/sec 2.0k, Trained Tokens 20480, Peak mem 3.00 MiB")
+    expect(formatReportLine({ ...line, tokensPerSec: 0, trainedTokens: 0 })).toBe("Iter 10: Train loss 1.2346, Learning Rate 5.000e-4, It/sec 12.50, Peak mem 3.00 MiB")
     expect(formatBytes(512)).toBe("512 B")
     expect(formatBytes(1536 * 1024 * 1024)).toBe("1.50 GiB")
   })
