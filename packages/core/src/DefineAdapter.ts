@@ -81,8 +81,11 @@ export const init = {
   constant: (value: number): Initializer => (shape) => tf.fill(shape as Array<number>, value)
 } as const
 
-/** The first declared tensor draws from the layer's seed itself, later ones from seeds derived from it. */
-const tensorSeed = (seed: number, index: number): number => (index === 0 ? seed : mixSeed(seed, index))
+/**
+ * The first declared tensor draws from the layer's seed itself, later ones from seeds derived from
+ * it. tfjs reads a seed of 0 as "unseeded" (Math.random), so 0 is never passed on.
+ */
+const tensorSeed = (seed: number, index: number): number => (index === 0 && seed !== 0 ? seed : mixSeed(seed, index))
 
 /** Builds a full `AdapterVariant` from a definition. */
 export const defineAdapter = <Config, Names extends string>(definition: AdapterDefinition<Config, Names>): AdapterVariant<Config> => ({
