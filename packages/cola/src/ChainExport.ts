@@ -167,7 +167,12 @@ export const compressChain = (lora: ChainLora, rank: number): CompressedChain =>
 export const chainLoraConfig = (lora: ChainLora, targetModules: LoraConfig["targetModules"]): LoraConfig =>
   loraConfig({ r: Math.max(1, lora.rank), alpha: Math.max(1, lora.rank), targetModules: typeof targetModules === "string" ? targetModules : [...targetModules] })
 
-/** Saves an exported (or compressed) chain as a PEFT LoRA adapter directory. */
+/**
+ * Saves an exported (or compressed) chain as a PEFT LoRA adapter directory. The updates are in the
+ * model's own row order; pass `rowOrder: model.peftRowOrder` so lora_B rows are written in the order
+ * of the model's Hugging Face form (a llama2.c model's q/k rows). An exported chain read back from a
+ * PEFT directory (`peftkit export`) is already in file order: save it without one.
+ */
 export const saveChainLora = (
   dir: string,
   lora: ChainLora,

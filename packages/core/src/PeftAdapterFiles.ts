@@ -7,11 +7,19 @@
  * says are installed (`loadAdapter(dir, model, [lora, dora])`), as PEFT's own dispatcher does. Both
  * files are written atomically (temp file + rename), weights first: an interrupted save leaves the
  * previous adapter loadable.
+ *
+ * Row layout: files always hold output rows in the order of the model's Hugging Face form. A model
+ * that keeps some modules' rows in another order (a llama2.c checkpoint's interleaved-RoPE q_proj /
+ * k_proj) says so with `AdaptableModel.peftRowOrder`; the writer (given `rowOrder`) permutes every
+ * tensor indexed by output row (`PEFT_OUTPUT_ROW_KEYS`: `lora_B`, DoRA's magnitude, VeRA's
+ * `lambda_d`) into file order, and `loadAdapter` / `restoreAdapterWeights` permute them back, so a
+ * variant never knows. Input-side tensors (`lora_A`) are never permuted: the input features of q/k
+ * are the hidden state, the same in both layouts.
  */
 import type { FileSystem } from "@effect/platform"
-import type * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
-import type { AdaptableModel } from "./AdaptableModel.js"
+import * as tf from "@tensorflow/tfjs-core"
+import type { AdaptableModel, PeftRowOrder } from "./AdaptableModel.js"
 import type { AdapterConfigBase, AdapterVariant } from "./Adapter.js"
 import { AdapterSet } from "./AdapterSet.js"
 import { writeFileAtomic } from "./AtomicFile.js"
@@ -30,6 +38,59 @@ export interface PeftSaveOptions {
   readonly baseModel?: string
   /** PEFT task type, e.g. "CAUSAL_LM"; null when the model is not a transformers task model. */
   readonly taskType?: string | null
+  /**
+   * The model's output-row order (`model.peftRowOrder`): per-output-row tensors of the modules it
+   * names are written in the order of the model's Hugging Face form. Pass it whenever the adapter
+   * was trained on a model that has one (a llama2.c checkpoint); omitting it writes the model's own
+   * row order, which PEFT on the HF model reads wrongly.
+   */
+  readonly rowOrder?: PeftRowOrder | undefined
+}
+
+/**
+ * Tensor keys (after the module name) whose first axis is the module's output features, in PEFT's
+ * state-dict naming: LoRA's B (and its bias), DoRA's magnitude vector, VeRA's `lambda_d`. These are
+ * the tensors a `PeftRowOrder` permutes.
+ */
+export const PEFT_OUTPUT_ROW_KEYS: ReadonlyArray<string> = ["lora_B.weight", "lora_B.bias", "lora_magnitude_vector", "lora_magnitude_vector.weight", "vera_lambda_d"]
+
+const inverseOrder = (order: ReadonlyArray<number>): Array<number> => {
+  const inverse = new Array<number>(order.length)
+  order.forEach((row, i) => {
+    inverse[row] = i
+  })
+  return inverse
+}
+
+/** The row order for `key` of `module`, checked against the tensor's first axis; undefined when nothing moves. */
+const orderFor = (rowOrder: PeftRowOrder | undefined, module: string, key: string, shape: ReadonlyArray<number>): ReadonlyArray<number> | undefined => {
+  if (rowOrder === undefined || !PEFT_OUTPUT_ROW_KEYS.includes(key)) return undefined
+  const order = rowOrder(module)
+  if (order === undefined) return undefined
+  if (shape[0] !== order.length) throw new InvalidCheckpoint({ path: module, tensor: key, reason: `first axis ${shape[0]} is not the module's ${order.length} output rows` })
+  return order
+}
+
+/** Model rows -> file rows (`toFile`) or back, along axis 0. A new tensor the caller owns. */
+const permuteRows = (tensor: tf.Tensor, order: ReadonlyArray<number>, toFile: boolean): tf.Tensor =>
+  tf.tidy(() => tf.gather(tensor, tf.tensor1d(toFile ? [...order] : inverseOrder(order), "int32"), 0))
+
+/** `<module>.<key>` tensors with per-output-row ones permuted into file order; `owned` are the new ones. */
+const toFileRows = (tensors: Readonly<Record<string, tf.Tensor>>, rowOrder: PeftRowOrder | undefined) => {
+  const owned: Array<tf.Tensor> = []
+  const out: Record<string, tf.Tensor> = {}
+  for (const [name, tensor] of Object.entries(tensors)) {
+    const key = rowOrder === undefined ? undefined : PEFT_OUTPUT_ROW_KEYS.find((candidate) => name.endsWith(`.${candidate}`))
+    const order = key === undefined ? undefined : orderFor(rowOrder, name.slice(0, -key.length - 1), key, tensor.shape)
+    if (order === undefined) {
+      out[name] = tensor
+    } else {
+      const permuted = permuteRows(tensor, order, true)
+      owned.push(permuted)
+      out[name] = permuted
+    }
+  }
+  return { tensors: out, owned }
 }
 
 export type LoadAdapterError = FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint | ShapeMismatch | ConfigError
@@ -45,8 +106,13 @@ export const peftAdapterFiles = <Config>(
   options: PeftSaveOptions = {}
 ): Effect.Effect<{ readonly [ADAPTER_WEIGHTS_FILE]: Uint8Array; readonly [ADAPTER_CONFIG_FILE]: string }> =>
   Effect.map(
-    Effect.promise(() =>
-      Safetensors.encodeTensorsAsync(Object.fromEntries(Object.entries(tensors).map(([key, tensor]) => [`${PEFT_KEY_PREFIX}${key}`, tensor])), { format: "pt" })
+    Effect.acquireUseRelease(
+      Effect.sync(() => toFileRows(tensors, options.rowOrder)),
+      (file) =>
+        Effect.promise(() =>
+          Safetensors.encodeTensorsAsync(Object.fromEntries(Object.entries(file.tensors).map(([key, tensor]) => [`${PEFT_KEY_PREFIX}${key}`, tensor])), { format: "pt" })
+        ),
+      (file) => Effect.sync(() => file.owned.forEach((tensor) => tensor.dispose()))
     ),
     (weights) => ({
       [ADAPTER_WEIGHTS_FILE]: weights,
@@ -171,13 +237,20 @@ export const dispatchAdapterConfig = (
 const loadInto = <Config extends AdapterConfigBase>(
   adapters: AdapterSet<Config>,
   tensors: ReadonlyMap<string, Record<string, Safetensors.TensorView>>,
-  path: string
+  path: string,
+  rowOrder: PeftRowOrder | undefined
 ): Effect.Effect<void, LoadAdapterError> =>
   attempt(() => {
     for (const { layer, adapter } of adapters.entries) {
       const views = tensors.get(layer.name)
       if (views === undefined) throw new InvalidCheckpoint({ path, tensor: layer.name, reason: "no tensors for this adapted layer" })
-      const loaded = Object.fromEntries(Object.entries(views).map(([key, view]) => [key, Safetensors.toTensor(view)]))
+      const loaded = Object.fromEntries(
+        Object.entries(views).map(([key, view]) => {
+          const order = orderFor(rowOrder, layer.name, key, view.shape)
+          if (order === undefined) return [key, Safetensors.toTensor(view)]
+          return [key, tf.tidy(() => permuteRows(Safetensors.toTensor(view), order, false))]
+        })
+      )
       try {
         adapter.loadStateDict(loaded)
       } finally {
@@ -190,7 +263,8 @@ const loadInto = <Config extends AdapterConfigBase>(
  * Loads a PEFT adapter directory onto `model` with whichever of `variants` reads its config: injects
  * adapters into exactly the modules the file has tensors for and loads them. A module the model
  * lacks, a missing or unexpected tensor or a wrong shape is an error naming it; the model is left
- * without adapters then.
+ * without adapters then. Per-output-row tensors are put back into the model's row order
+ * (`model.peftRowOrder`), so an adapter for the HF form of a llama2.c model loads onto the .bin.
  */
 export const loadAdapter = <Variants extends ReadonlyArray<AdapterVariant<any>>>(
   dir: string,
@@ -201,16 +275,23 @@ export const loadAdapter = <Variants extends ReadonlyArray<AdapterVariant<any>>>
     const { variant, config } = yield* dispatchAdapterConfig(yield* readAdapterConfigJson(dir), variants)
     const tensors = yield* readAdapterTensors(dir, splitAtModules(model.linears().map((layer) => layer.name)))
     const adapters = yield* attempt(() => AdapterSet.inject(model, variant, config, { seed: 0, modules: [...tensors.keys()] }))
-    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE)).pipe(Effect.tapError(() => Effect.sync(() => adapters.remove())))
+    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE), model.peftRowOrder).pipe(Effect.tapError(() => Effect.sync(() => adapters.remove())))
     return adapters as AdapterSet<ConfigOf<Variants[number]>>
   })
 
 /** The config type of a variant. */
 export type ConfigOf<V> = V extends AdapterVariant<infer Config> ? (Config extends AdapterConfigBase ? Config : never) : never
 
-/** Loads a PEFT directory's weights into adapters that are already injected (resuming a run). */
-export const restoreAdapterWeights = <Config extends AdapterConfigBase>(dir: string, adapters: AdapterSet<Config>): Effect.Effect<void, LoadAdapterError, FileSystem.FileSystem> =>
+/**
+ * Loads a PEFT directory's weights into adapters that are already injected (resuming a run). Pass
+ * the `rowOrder` the files were saved with (the model's `peftRowOrder`).
+ */
+export const restoreAdapterWeights = <Config extends AdapterConfigBase>(
+  dir: string,
+  adapters: AdapterSet<Config>,
+  options: { readonly rowOrder?: PeftRowOrder | undefined } = {}
+): Effect.Effect<void, LoadAdapterError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const tensors = yield* readAdapterTensors(dir, splitAtModules(adapters.entries.map(({ layer }) => layer.name)))
-    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE))
+    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE), options.rowOrder)
   })

@@ -8,7 +8,7 @@
  * Every projection is a core `Linear` under its HF module name, so adapters inject by PEFT's
  * `target_modules` and save under PEFT's keys.
  */
-import { ConfigError, type Linear, type Parameter } from "@peftkit/core"
+import { ConfigError, type Linear, type Parameter, type PeftRowOrder } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { attend, mergeHeads, splitHeads } from "./Attention.js"
 import { attentionBias, CausalMask, fullAttentionMask, positionsFromMask } from "./AttentionMask.js"
@@ -18,6 +18,7 @@ import { checkpointSource, randomSource, type WeightSource } from "./internal/We
 import { makeLinear } from "./internal/makeLinear.js"
 import { requirePositiveInt } from "./internal/validate.js"
 import { KvCache } from "./KvCache.js"
+import { ropePeftRowOrder } from "./loaders/RopePermutation.js"
 import type { LlamaConfig } from "./ModelConfig.js"
 import { RmsNorm } from "./RmsNorm.js"
 import { Rope } from "./Rope.js"
@@ -58,6 +59,12 @@ const validate = (config: LlamaConfig): void => {
 export class Llama implements CausalLM {
   /** PEFT leaves the head out of "all-linear". */
   readonly outputHeads: ReadonlyArray<string> = ["lm_head"]
+  /**
+   * A llama2.c model (`ropeLayout: "interleaved"`) keeps q_proj/k_proj rows in llama2.c's order; PEFT
+   * files hold them in the HF (half) order of the model `saveHfModel` writes, and core's PEFT
+   * writer/reader permutes adapter rows through this. Undefined for HF-layout models.
+   */
+  readonly peftRowOrder: PeftRowOrder | undefined
   readonly embedTokens: Embedding
   readonly layers: ReadonlyArray<LlamaLayer>
   readonly norm: RmsNorm
@@ -87,6 +94,7 @@ export class Llama implements CausalLM {
 
   private constructor(readonly config: LlamaConfig, source: WeightSource) {
     validate(config)
+    this.peftRowOrder = ropePeftRowOrder(config)
     const { hiddenSize: d, headDim, numAttentionHeads: heads, numKeyValueHeads: kvHeads, intermediateSize: ffn } = config
     const built: Array<{ dispose(): void }> = []
     const keep = <T extends { dispose(): void }>(module: T): T => {

@@ -1,7 +1,8 @@
 /**
  * Chain of LoRA: LoRA links merged into the frozen weights at knots, the optimizer reset at each;
  * checkpoints hold the chain (finished links and the current one) and the result is the whole chain
- * as one PEFT LoRA of rank links x r, exactly.
+ * as one PEFT LoRA of rank links x r, exactly, with lora_B rows in the order of the model's Hugging
+ * Face form (`model.peftRowOrder`).
  */
 import { attempt } from "@peftkit/core"
 import { Chain, chainCheckpointFiles, exportChain, restoreChain, saveChainLora } from "@peftkit/cola"
@@ -31,7 +32,7 @@ export const colaMethod: TrainingMethod = {
         save: (out, baseModel) =>
           Effect.gen(function* () {
             const exported = yield* exportChain(chain)
-            yield* saveChainLora(out, exported, { baseModel, taskType: "CAUSAL_LM" })
+            yield* saveChainLora(out, exported, { baseModel, taskType: "CAUSAL_LM", rowOrder: model.peftRowOrder })
             return `saved the ${chain.links}-link chain as one PEFT LoRA of rank ${exported.rank}: ${out}`
           })
       }

@@ -1,6 +1,8 @@
 /**
  * LoRA: adapters on the target modules, the base frozen; checkpoints hold the adapter in PEFT layout
- * plus its dropout stream, and the result is a PEFT adapter directory.
+ * plus its dropout stream, and the result is a PEFT adapter directory. Both are written with the
+ * model's `peftRowOrder`, so they hold the rows of the model's Hugging Face form (a llama2.c model's
+ * q/k rows in HF order) and load in PEFT on that form.
  */
 import { AdapterSet, adapterSetFiles, attempt, decodeConfig, InvalidCheckpoint, readCheckpointFile, restoreAdapterWeights, saveAdapter } from "@peftkit/core"
 import { lora } from "@peftkit/lora"
@@ -25,7 +27,7 @@ export const loraMethod: TrainingMethod = {
         schedule: (base) => base,
         checkpointFiles: () =>
           // LoRA always has a PEFT format, so `NoPeftFormat` cannot happen here.
-          Effect.map(Effect.orDie(adapterSetFiles(adapters)), (files) => ({
+          Effect.map(Effect.orDie(adapterSetFiles(adapters, { rowOrder: model.peftRowOrder })), (files) => ({
             ...files,
             [RANDOM_STATE_FILE]: `${JSON.stringify(adapters.randomState(), null, 2)}\n`
           })),
@@ -38,11 +40,11 @@ export const loraMethod: TrainingMethod = {
               catch: () => new InvalidCheckpoint({ path: `${dir}/${RANDOM_STATE_FILE}`, reason: "not JSON" })
             })
             const random = yield* decodeConfig(RandomState, json, "random_state")
-            yield* restoreAdapterWeights(dir, adapters)
+            yield* restoreAdapterWeights(dir, adapters, { rowOrder: model.peftRowOrder })
             adapters.setRandomState(random)
           }),
         save: (out, baseModel) =>
-          Effect.as(saveAdapter(out, adapters, { baseModel, taskType: "CAUSAL_LM" }), `saved the adapter (PEFT layout): ${out}`)
+          Effect.as(saveAdapter(out, adapters, { baseModel, taskType: "CAUSAL_LM", rowOrder: model.peftRowOrder }), `saved the adapter (PEFT layout): ${out}`)
       }
     })
 }

@@ -26,3 +26,40 @@ export const interleavedToHalf = <T extends tf.Tensor>(weight: T, numHeads: numb
 
 /** The inverse: HF (half) layout to interleaved (llama2.c) layout. */
 export const halfToInterleaved = <T extends tf.Tensor>(weight: T, numHeads: number): T => permuteRows(weight, numHeads, false)
+
+/**
+ * The HF (half) row order of a q_proj/k_proj with `numHeads` heads of `headDim` rows kept in the
+ * interleaved layout: HF row `i` is interleaved row `order[i]` (what `interleavedToHalf` gathers).
+ */
+export const interleavedToHalfOrder = (numHeads: number, headDim: number): ReadonlyArray<number> => {
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new Error(`cannot permute rows of heads of odd size ${headDim}`)
+  const half = headDim / 2
+  return Array.from({ length: numHeads * headDim }, (_, row) => {
+    const head = Math.floor(row / headDim)
+    const within = row % headDim
+    // HF row j * d/2 + i of a head is interleaved row 2i + j.
+    return head * headDim + 2 * (within % half) + Math.floor(within / half)
+  })
+}
+
+const ROPE_MODULE = /^model\.layers\.\d+\.self_attn\.(q|k)_proj$/
+
+/**
+ * The `AdaptableModel.peftRowOrder` of a Llama-family model: undefined for HF-layout ("half") models;
+ * for llama2.c ("interleaved") models, q_proj/k_proj rows go to HF's half order, so PEFT adapters
+ * match the model `saveHfModel` writes (and the HF checkpoint of the same model).
+ */
+export const ropePeftRowOrder = (config: {
+  readonly ropeLayout: "half" | "interleaved"
+  readonly numAttentionHeads: number
+  readonly numKeyValueHeads: number
+  readonly headDim: number
+}): ((moduleName: string) => ReadonlyArray<number> | undefined) | undefined => {
+  if (config.ropeLayout !== "interleaved") return undefined
+  const q = interleavedToHalfOrder(config.numAttentionHeads, config.headDim)
+  const k = interleavedToHalfOrder(config.numKeyValueHeads, config.headDim)
+  return (moduleName) => {
+    const match = ROPE_MODULE.exec(moduleName)
+    return match === null ? undefined : match[1] === "q" ? q : k
+  }
+}
