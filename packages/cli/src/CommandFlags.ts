@@ -1,5 +1,5 @@
 /** The flags of each command, with their help text: the single source for parsing and `--help`. */
-import type { FlagSpec } from "./Flags.js"
+import { directoryHolding, type FlagSpec } from "./Flags.js"
 
 const model: FlagSpec = { name: "model", type: "string", value: "PATH", help: "Hugging Face model directory or llama2.c .bin checkpoint" }
 const backend: FlagSpec = { name: "backend", type: "string", value: "NAME", help: "auto | node-gpu | node | webgpu | wasm | cpu (default auto)" }
@@ -8,7 +8,7 @@ const seed: FlagSpec = { name: "seed", type: "number", value: "N", help: "random
 
 export const trainFlags: ReadonlyArray<FlagSpec> = [
   model,
-  { name: "data", type: "string", value: "DIR", help: "directory with train.jsonl (valid.jsonl, test.jsonl): {text} | {prompt,completion} | {messages}" },
+  { name: "data", type: "string", value: "DIR", help: "directory with train.jsonl (valid.jsonl, test.jsonl): {text} | {prompt,completion} | {messages}", check: directoryHolding("train.jsonl") },
   { name: "task", type: "string", value: "NAME", help: "one of the paper's tasks: sst2 rte cb boolq wic wsc multirc (instead of --data)" },
   { name: "task-data", type: "string", value: "DIR", help: "folder with glue/ and superglue/ (for --task)" },
   { name: "method", type: "string", value: "M", help: "lora | cola | full (default lora)" },
@@ -19,7 +19,7 @@ export const trainFlags: ReadonlyArray<FlagSpec> = [
   { name: "links", type: "number", value: "L", help: "COLA: links in the chain; the steps are split evenly (default 3)" },
   { name: "knot-optimizer", type: "string", value: "P", help: "COLA: reset | keep the optimizer state at each knot (default reset)" },
   { name: "link-warmup", type: "number", value: "N", help: "COLA: learning-rate warm-up steps after each knot (default 0)" },
-  { name: "target-modules", type: "list", value: "LIST", help: "modules to adapt, comma-separated, or all-linear (default q_proj,v_proj)" },
+  { name: "target-modules", type: "list", value: "LIST", keywords: ["all-linear"], help: "modules to adapt, comma-separated, or all-linear (default q_proj,v_proj)" },
   { name: "iters", type: "number", value: "N", help: "optimizer steps (or --epochs)" },
   { name: "epochs", type: "number", value: "N", help: "passes over the training set (or --iters)" },
   { name: "batch-size", type: "number", value: "N", help: "examples per step (default 4)" },
@@ -39,6 +39,7 @@ export const trainFlags: ReadonlyArray<FlagSpec> = [
   { name: "steps-per-eval", type: "number", value: "N", help: "validation loss every N steps (default: at the end)" },
   { name: "val-batches", type: "number", value: "N", help: "validation batches per evaluation, -1 = all (default 25)" },
   { name: "resume", type: "boolean", help: "continue from the newest checkpoint in --adapter-path" },
+  { name: "overwrite", type: "boolean", help: "replace an earlier run in --adapter-path (otherwise a directory holding one is refused)" },
   { name: "test", type: "boolean", help: "evaluate on the test split after training" }
 ]
 
@@ -46,7 +47,7 @@ export const evalFlags: ReadonlyArray<FlagSpec> = [
   model,
   adapterPath,
   { name: "no-adapter", type: "boolean", help: "evaluate the base model without an adapter" },
-  { name: "data", type: "string", value: "DIR", help: "directory with test.jsonl (or valid.jsonl)" },
+  { name: "data", type: "string", value: "DIR", help: "directory with test.jsonl (or valid.jsonl)", check: directoryHolding("test.jsonl (or valid.jsonl)") },
   { name: "task", type: "string", value: "NAME", help: "one of the paper's tasks (accuracy by label log-likelihood)" },
   { name: "task-data", type: "string", value: "DIR", help: "folder with glue/ and superglue/ (for --task)" },
   { name: "split", type: "string", value: "S", help: "test | valid (default test)" },

@@ -9,7 +9,7 @@ import { Effect, Schema } from "effect"
 import { evalFlags } from "../CommandFlags.js"
 import { baseLayers, loadModelAndTokenizer, say } from "../Runtime.js"
 import { meanLoss } from "./Train.js"
-import { applyAdapter, BackendFlag, decodeFlags } from "./Shared.js"
+import { applyAdapter, BackendFlag, decodeFlags, missingAdapter } from "./Shared.js"
 
 const EvalOptions = Schema.Struct({
   model: Schema.String,
@@ -36,8 +36,11 @@ export const runEval = (options: EvalOptions) =>
     if ((options.data === undefined) === (options.task === undefined)) {
       return yield* new ConfigError({ field: "eval.data", reason: "give exactly one of --data DIR or --task NAME" })
     }
+    // Before the model loads: a missing adapter is a usage error, said at once.
+    const missing = !options.noAdapter ? missingAdapter(options.adapterPath, "eval", true) : undefined
+    if (missing !== undefined) return yield* missing
     const { model, tokenizer, config } = yield* loadModelAndTokenizer(options.model)
-    yield* applyAdapter(model, options.adapterPath, !options.noAdapter)
+    yield* applyAdapter(model, options.adapterPath, !options.noAdapter, "eval", true)
     const maxLength = Math.min(options.maxSeqLength, config.maxPositionEmbeddings)
     if (options.data !== undefined) {
       const dataset = yield* loadDataset(options.data, tokenizer, { maskPrompt: true, maxSeqLength: maxLength, required: [options.split] })

@@ -4,7 +4,7 @@ import { generate } from "@peftkit/models"
 import { Effect, Schema } from "effect"
 import { generateFlags } from "../CommandFlags.js"
 import { baseLayers, loadModelAndTokenizer, say } from "../Runtime.js"
-import { applyAdapter, BackendFlag, decodeFlags } from "./Shared.js"
+import { applyAdapter, BackendFlag, decodeFlags, missingAdapter } from "./Shared.js"
 
 const GenerateOptions = Schema.Struct({
   model: Schema.String,
@@ -22,8 +22,11 @@ const GenerateOptions = Schema.Struct({
 
 export const runGenerate = (options: typeof GenerateOptions.Type, write: (text: string) => void) =>
   Effect.gen(function* () {
+    // Before the model loads: a missing adapter is a usage error, said at once.
+    const missing = !options.noAdapter ? missingAdapter(options.adapterPath, "generate", true) : undefined
+    if (missing !== undefined) return yield* missing
     const { model, tokenizer } = yield* loadModelAndTokenizer(options.model)
-    yield* applyAdapter(model, options.adapterPath, !options.noAdapter)
+    yield* applyAdapter(model, options.adapterPath, !options.noAdapter, "generate", true)
     const text = options.chat && tokenizer.applyChatTemplate !== undefined
       ? tokenizer.applyChatTemplate([{ role: "user", content: options.prompt }], { addGenerationPrompt: true })
       : options.prompt

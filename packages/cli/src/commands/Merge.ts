@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, readdirSync, statSync } from "node:fs"
 import { dirname, join, resolve } from "node:path"
 import { mergeFlags } from "../CommandFlags.js"
 import { baseLayers, loadModelAndTokenizer, say } from "../Runtime.js"
-import { applyAdapter, BackendFlag, decodeFlags } from "./Shared.js"
+import { applyAdapter, BackendFlag, decodeFlags, missingAdapter } from "./Shared.js"
 
 const MergeOptions = Schema.Struct({
   model: Schema.String,
@@ -25,8 +25,11 @@ export const runMerge = (options: typeof MergeOptions.Type) =>
     if (resolve(options.savePath) === resolve(options.model)) {
       return yield* new ConfigError({ field: "merge.savePath", reason: "must differ from --model (the base model is not overwritten)" })
     }
+    // Before the model loads: a missing adapter is a usage error, said at once.
+    const missing = missingAdapter(options.adapterPath, "merge", false)
+    if (missing !== undefined) return yield* missing
     const { model, config } = yield* loadModelAndTokenizer(options.model)
-    const adapters = yield* applyAdapter(model, options.adapterPath, true)
+    const adapters = yield* applyAdapter(model, options.adapterPath, true, "merge", false)
     adapters!.merge()
     adapters!.remove()
     const tensors = model.stateDict()
