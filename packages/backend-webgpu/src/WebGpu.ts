@@ -56,6 +56,15 @@ export interface WebGpuOptions {
   readonly powerPreference?: "low-power" | "high-performance"
   /** How to import the `webgpu` package in Node (injectable for tests). */
   readonly importDawn?: () => Promise<unknown>
+  /**
+   * Node only: ask Dawn for an adapter in a short-lived child process first, and load Dawn into
+   * this process only when that adapter is a hardware GPU. Dawn writes its Vulkan diagnostics
+   * ("Warning: Couldn't load Vulkan", "... artificially reduced ...") to the native stderr, which
+   * no JavaScript can silence; in the child they are captured, and the first one that explains a
+   * missing adapter goes into the failure's reason. Meant for `auto`, where probing WebGPU is a
+   * question, not a request (the CLI sets it); ignored with `importDawn` or in a browser.
+   */
+  readonly quietProbe?: boolean
 }
 
 /** What to install for WebGPU: the hint of this provider's errors. */
@@ -141,6 +150,103 @@ const ensureNavigatorGpu = (options: WebGpuOptions): Effect.Effect<GpuLike, Retu
     return gpu
   })
 
+/** What the child process of a quiet probe found. */
+export interface QuietProbeResult {
+  /** The adapter's description, or null when Dawn found none. */
+  readonly adapter: AdapterDescription | null
+  /** Dawn's stderr lines that say something (the limit-clamping notes left out). */
+  readonly dawnWarnings: ReadonlyArray<string>
+}
+
+// Runs in the child: Dawn from the URL in argv[1], options in argv[2]; one JSON line on stdout.
+const PROBE_SCRIPT = `
+const [url, raw] = process.argv.slice(1)
+const options = JSON.parse(raw)
+const dawn = await import(url)
+const gpu = dawn.create(options.dawnOptions)
+const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference })
+let found = null
+if (adapter) {
+  const info = adapter.info ?? (typeof adapter.requestAdapterInfo === "function" ? await adapter.requestAdapterInfo() : {}) ?? {}
+  const limits = {}
+  for (const name of ["maxBufferSize", "maxStorageBufferBindingSize", "maxComputeWorkgroupStorageSize"]) limits[name] = Number(adapter.limits[name] ?? 0)
+  found = { info: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description, isFallbackAdapter: info.isFallbackAdapter ?? adapter.isFallbackAdapter }, limits }
+}
+process.stdout.write(JSON.stringify({ found }) + "\\n")
+process.exit(0)
+`
+
+/** Dawn's stderr, less stack frames and the notes that every Vulkan adapter prints. */
+const dawnWarnings = (stderr: string): ReadonlyArray<string> =>
+  stderr
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("at ") && !/artificially reduced/.test(line))
+    .map((line) => line.replace(/^Warning:\s*/, ""))
+
+/**
+ * Node: asks Dawn for an adapter in a child process (see {@link WebGpuOptions.quietProbe}), so
+ * nothing Dawn prints reaches this process's stderr. Fails when `webgpu` is not installed or the
+ * child cannot run.
+ */
+export const probeAdapterQuietly = (options: WebGpuOptions = {}): Effect.Effect<QuietProbeResult, ReturnType<typeof unavailable>> =>
+  Effect.gen(function* () {
+    const { createRequire } = yield* Effect.promise(() => import("node:module"))
+    const { pathToFileURL } = yield* Effect.promise(() => import("node:url"))
+    const { execFile } = yield* Effect.promise(() => import("node:child_process"))
+    const url = yield* Effect.try({
+      try: () => pathToFileURL(createRequire(import.meta.url).resolve("webgpu")).href,
+      catch: () => unavailable("the `webgpu` package (Dawn for Node) is not installed")
+    })
+    const args = ["--input-type=module", "-e", PROBE_SCRIPT, url, JSON.stringify({ dawnOptions: [...(options.dawnOptions ?? [])], powerPreference: options.powerPreference ?? "high-performance" })]
+    const { stdout, stderr, error } = yield* Effect.async<{ stdout: string; stderr: string; error: Error | null }>((resume) => {
+      const child = execFile(process.execPath, args, { timeout: 60_000, maxBuffer: 1 << 20, windowsHide: true }, (error, stdout, stderr) =>
+        resume(Effect.succeed({ stdout: String(stdout), stderr: String(stderr), error }))
+      )
+      return Effect.sync(() => void child.kill())
+    })
+    const warnings = dawnWarnings(stderr)
+    const line = stdout.trim().split("\n").at(-1) ?? ""
+    let parsed: { found: { info: GpuAdapterInfoLike; limits: Record<string, number> } | null } | undefined
+    try {
+      parsed = JSON.parse(line) as typeof parsed
+    } catch {
+      parsed = undefined
+    }
+    if (parsed === undefined) {
+      const why = warnings.find((w) => !/^(file|node):/.test(w)) ?? firstLine(error ?? "no answer")
+      return yield* Effect.fail(unavailable(`the \`webgpu\` package (Dawn) failed in a probe process: ${why}`))
+    }
+    if (parsed.found === null) return { adapter: null, dawnWarnings: warnings }
+    const { info, limits } = parsed.found
+    const adapter = yield* Effect.promise(() => describeAdapter({ info, limits, features: { has: () => false }, requestDevice: async () => undefined }))
+    return { adapter, dawnWarnings: warnings }
+  })
+
+/** No adapter: what to do about it, in Node or a browser. */
+const noAdapterInstall = (): string =>
+  isNode()
+    ? "Dawn needs a working Vulkan driver: on Linux install one, e.g. mesa-vulkan-drivers >= 25 " +
+      "(Debian bookworm-backports); check with `vulkaninfo --summary`"
+    : "enable WebGPU in the browser (chrome://gpu), or use one that supports it"
+
+/** The probe first (see {@link WebGpuOptions.quietProbe}): fails unless it found a hardware adapter. */
+const quietProbeFirst = (options: WebGpuOptions): Effect.Effect<void, ReturnType<typeof unavailable>> =>
+  Effect.gen(function* () {
+    if (options.quietProbe !== true || options.importDawn !== undefined || !isNode() || currentGpu() !== undefined) return
+    const { adapter, dawnWarnings: warnings } = yield* probeAdapterQuietly(options)
+    if (adapter === null) {
+      // The line that says why (no Vulkan library, no driver) rather than the loader's first note.
+      const why = warnings.find((w) => /couldn't load|no drivers|not found|cannot open/i.test(w)) ?? warnings[0]
+      const dawn = why === undefined ? "" : `; Dawn: ${why.length > 120 ? `${why.slice(0, 117)}...` : why}`
+      return yield* Effect.fail(unavailable(`no WebGPU adapter found (probed quietly${dawn})`, noAdapterInstall()))
+    }
+    if (adapter.software) {
+      const name = adapter.description || [adapter.vendor, adapter.architecture].filter((s) => s).join(" ") || "the adapter"
+      return yield* Effect.fail(unavailable(`${name} (WebGPU, software) is not a hardware GPU; slower than the CPU backends (probed quietly, not loaded)`))
+    }
+  })
+
 /** A WebGPU provider with explicit options; {@link webgpu} is the default one. */
 export const makeWebGpuProvider = (options: WebGpuOptions = {}): BackendProvider => ({
   name: "webgpu",
@@ -151,6 +257,7 @@ export const makeWebGpuProvider = (options: WebGpuOptions = {}): BackendProvider
   packageName: "@peftkit/backend-webgpu",
   install: webgpuInstall,
   load: Effect.gen(function* () {
+    yield* quietProbeFirst(options)
     const gpu = yield* ensureNavigatorGpu(options)
     // Imported only now that navigator.gpu exists: that is when it registers its backend (and
     // its flags, such as WEBGPU_USE_LOW_POWER_GPU).
@@ -165,14 +272,7 @@ export const makeWebGpuProvider = (options: WebGpuOptions = {}): BackendProvider
       catch: (error) => unavailable(`requestAdapter failed: ${firstLine(error)}`)
     })
     if (adapter === null || adapter === undefined) {
-      return yield* Effect.fail(
-        unavailable("no WebGPU adapter found",
-          isNode()
-            ? "Dawn needs a working Vulkan driver: on Linux install one, e.g. mesa-vulkan-drivers >= 25 " +
-                "(Debian bookworm-backports); check with `vulkaninfo --summary`"
-            : "enable WebGPU in the browser (chrome://gpu), or use one that supports it"
-        )
-      )
+      return yield* Effect.fail(unavailable("no WebGPU adapter found", noAdapterInstall()))
     }
     const described = yield* Effect.promise(() => describeAdapter(adapter))
     if (tf.findBackendFactory("webgpu") == null && tf.findBackend("webgpu") == null) {

@@ -64,24 +64,41 @@ const unavailableProviders = (
     return { ...backend, packageName, install, load: Effect.fail(backendUnavailable(backend.name, reason, install)) }
   })
 
-/** The providers of every backend package the CLI knows, installed or not. */
-export const installedBackends: Effect.Effect<ReadonlyArray<BackendProvider>> = Effect.promise(async () => {
-  const found: Array<BackendProvider> = [...cpuProviders]
-  for (const { packageName, backends } of optionalPackages) {
-    try {
-      const list = ((await importPackage(packageName)) as { providers?: unknown } | null)?.providers
-      if (!Array.isArray(list)) throw new Error(`it exports no providers`)
-      found.push(...(list as ReadonlyArray<BackendProvider>))
-    } catch (error) {
-      const reason = isModuleNotFound(error, packageName)
-        ? `package ${packageName} is not installed`
-        : `package ${packageName} failed to import: ${firstLine(error)}`
-      found.push(...unavailableProviders(packageName, backends, reason))
+/**
+ * The providers of every backend package the CLI knows, installed or not. With `quiet` (what
+ * `auto` uses), a package that can probe without loading (`makeWebGpuProvider({ quietProbe })`:
+ * Dawn asked for an adapter in a child process, its Vulkan warnings captured) gives that provider
+ * instead, so a command that merely considers WebGPU prints nothing of Dawn's.
+ */
+const findBackends = (quiet: boolean): Effect.Effect<ReadonlyArray<BackendProvider>> =>
+  Effect.promise(async () => {
+    const found: Array<BackendProvider> = [...cpuProviders]
+    for (const { packageName, backends } of optionalPackages) {
+      try {
+        const module = (await importPackage(packageName)) as { providers?: unknown; makeWebGpuProvider?: unknown } | null
+        const list = module?.providers
+        if (!Array.isArray(list)) throw new Error(`it exports no providers`)
+        const quietWebGpu =
+          quiet && typeof module?.makeWebGpuProvider === "function"
+            ? (module.makeWebGpuProvider as (options: { readonly quietProbe: boolean }) => BackendProvider)({ quietProbe: true })
+            : undefined
+        found.push(...(list as ReadonlyArray<BackendProvider>).map((provider) => (quietWebGpu !== undefined && provider.name === quietWebGpu.name ? quietWebGpu : provider)))
+      } catch (error) {
+        const reason = isModuleNotFound(error, packageName)
+          ? `package ${packageName} is not installed`
+          : `package ${packageName} failed to import: ${firstLine(error)}`
+        found.push(...unavailableProviders(packageName, backends, reason))
+      }
     }
-  }
-  return found
-})
+    return found
+  })
 
-/** `Backend.layer(choice)` over {@link installedBackends}: what every command runs on. */
+/** The providers of every backend package the CLI knows, installed or not. */
+export const installedBackends: Effect.Effect<ReadonlyArray<BackendProvider>> = findBackends(false)
+
+/**
+ * `Backend.layer(choice)` over {@link installedBackends}: what every command runs on. `auto`
+ * probes WebGPU quietly (in a child process, see `findBackends`); a named backend loads as asked.
+ */
 export const backendLayer = (choice: BackendChoice): Layer.Layer<Backend, BackendUnavailable> =>
-  Layer.unwrapEffect(Effect.map(installedBackends, (providers) => Backend.layer(choice, providers)))
+  Layer.unwrapEffect(Effect.map(findBackends(choice === "auto"), (providers) => Backend.layer(choice, providers)))
