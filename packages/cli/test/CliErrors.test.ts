@@ -140,6 +140,26 @@ describe.skipIf(!haveShared)("peftkit: --backend auto probes WebGPU quietly", ()
     expect(selection).toMatch(/webgpu unavailable \((no WebGPU adapter found \(probed quietly|.*not a hardware GPU.*probed quietly|the `webgpu` package)/)
   })
 
+  it("with no Vulkan driver (as on a machine without one), auto names Dawn's reason in the selection line", async () => {
+    const saved = { icd: process.env.VK_ICD_FILENAMES, drivers: process.env.VK_DRIVER_FILES }
+    // The probe's child process inherits these: the Vulkan loader then finds no driver.
+    process.env.VK_ICD_FILENAMES = "/nonexistent/peftkit-no-icd.json"
+    process.env.VK_DRIVER_FILES = "/nonexistent/peftkit-no-icd.json"
+    try {
+      const result = await cli("generate", "--model", stories, "--no-adapter", "--max-tokens", "1", "--backend", "auto")
+      expect(result.code, result.stderr).toBe(0)
+      const selection = result.stderr.split("\n").find((line) => line.startsWith("backend: ")) ?? ""
+      if (/webgpu unavailable \(package @peftkit\/backend-webgpu|the `webgpu` package \(Dawn for Node\) is not installed/.test(selection)) return
+      expect(selection).toMatch(/webgpu unavailable \(no WebGPU adapter found \(probed quietly; Dawn: [^)]+\)\)/)
+      expect((globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu).toBeUndefined()
+    } finally {
+      for (const [name, value] of [["VK_ICD_FILENAMES", saved.icd], ["VK_DRIVER_FILES", saved.drivers]] as const) {
+        if (value === undefined) delete process.env[name]
+        else process.env[name] = value
+      }
+    }
+  })
+
   // The native stderr (file descriptor 2) is only visible from outside: run the built CLI.
   const main = join(repo, "packages/cli/dist/main.js")
   const built = (source: string, output: string) => existsSync(output) && statSync(output).mtimeMs >= statSync(source).mtimeMs
