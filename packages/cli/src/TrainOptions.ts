@@ -56,6 +56,8 @@ export const TrainOptions = Schema.Struct({
   /** Validation batches per evaluation (-1 = the whole validation set). */
   valBatches: Schema.optionalWith(Schema.Union(Schema.Literal(-1), PositiveInt), { default: () => 25 as const }),
   resume: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** Replace an earlier run in `adapterPath` (otherwise a directory holding one is refused). */
+  overwrite: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** Evaluate on the test split after training. */
   test: Schema.optionalWith(Schema.Boolean, { default: () => false })
 })

@@ -4,7 +4,7 @@
  * One line of error and a non-zero exit code on failure; `--verbose` adds the full cause.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { ConfigError } from "@peftkit/core"
+import { ConfigError, TrainingInterrupted } from "@peftkit/core"
 import { Cause, Effect, Exit } from "effect"
 import { realpathSync } from "node:fs"
 import { pathToFileURL } from "node:url"
@@ -46,6 +46,8 @@ export const run = async (argv: ReadonlyArray<string>, out: (text: string) => vo
   const { message, usageError } = describeFailure(exit.cause)
   process.stderr.write(`error: ${message}\n`)
   if (rest.includes("--verbose")) process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
+  // 128 + SIGINT, as shells report a run stopped by Ctrl-C (its checkpoint is written by then).
+  if (Cause.squash(exit.cause) instanceof TrainingInterrupted) return 130
   return usageError ? 2 : 1
 }
 

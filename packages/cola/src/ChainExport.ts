@@ -11,9 +11,8 @@
  * discarded singular values.
  */
 import type { FileSystem } from "@effect/platform"
-import { InvalidCheckpoint, type PeftSaveOptions, savePeftAdapter } from "@peftkit/core"
+import { type FileError, InvalidCheckpoint, type PeftRowOrder, type PeftSaveOptions, savePeftAdapter } from "@peftkit/core"
 import { type LoraConfig, loraConfig, loraFormat } from "@peftkit/lora"
-import type { FileError } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { Matrix, QrDecomposition, SingularValueDecomposition } from "ml-matrix"
@@ -33,6 +32,11 @@ export interface LowRankUpdate {
 export interface ChainLora {
   readonly rank: number
   readonly updates: ReadonlyArray<LowRankUpdate>
+  /**
+   * The model's output-row order in PEFT files (from the chain's adapters), which `saveChainLora`
+   * applies; absent for a chain read back from PEFT files (already in file order).
+   */
+  readonly rowOrder?: PeftRowOrder | undefined
 }
 
 
@@ -78,7 +82,7 @@ export const exportChain = <Config extends ChainableConfig>(chain: Chain<Config>
       updates.push(concatenate(layer.name, layer.outFeatures, layer.inFeatures, parts))
     }
     const rank = updates[0]?.rank ?? 0
-    return { rank, updates }
+    return { rank, updates, rowOrder: chain.adapters.rowOrder }
   })
 
 /** The dense [out, in] matrix b a (float64), for checks and small layers. */
@@ -157,7 +161,7 @@ export const compressChain = (lora: ChainLora, rank: number): CompressedChain =>
     return result
   })
   return {
-    lora: { rank, updates: results.map((result) => result.update) },
+    lora: { rank, updates: results.map((result) => result.update), rowOrder: lora.rowOrder },
     relativeError: total === 0 ? 0 : Math.sqrt(dropped / total),
     layers: results.map((result) => ({ moduleName: result.update.moduleName, relativeError: result.relativeError }))
   }
@@ -169,9 +173,9 @@ export const chainLoraConfig = (lora: ChainLora, targetModules: LoraConfig["targ
 
 /**
  * Saves an exported (or compressed) chain as a PEFT LoRA adapter directory. The updates are in the
- * model's own row order; pass `rowOrder: model.peftRowOrder` so lora_B rows are written in the order
- * of the model's Hugging Face form (a llama2.c model's q/k rows). An exported chain read back from a
- * PEFT directory (`peftkit export`) is already in file order: save it without one.
+ * model's own row order; lora_B rows are written in the order of the model's Hugging Face form (a
+ * llama2.c model's q/k rows) with the chain's `rowOrder` (or `options.rowOrder`). An exported chain
+ * read back from a PEFT directory (`peftkit export`) has none: it is already in file order.
  */
 export const saveChainLora = (
   dir: string,
@@ -187,6 +191,6 @@ export const saveChainLora = (
       }
       return tensors
     }),
-    (tensors) => savePeftAdapter(dir, loraFormat, chainLoraConfig(lora, lora.updates.map((update) => update.moduleName)), tensors, options),
+    (tensors) => savePeftAdapter(dir, loraFormat, chainLoraConfig(lora, lora.updates.map((update) => update.moduleName)), tensors, { rowOrder: lora.rowOrder, ...options }),
     (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
   )

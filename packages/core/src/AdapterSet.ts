@@ -4,7 +4,7 @@
  * set remembers its variant and config, so saving it needs nothing else.
  */
 import type * as tf from "@tensorflow/tfjs-core"
-import type { AdaptableModel } from "./AdaptableModel.js"
+import type { AdaptableModel, PeftRowOrder } from "./AdaptableModel.js"
 import type { Adapter, AdapterConfigBase, AdapterVariant } from "./Adapter.js"
 import type { Linear } from "./Linear.js"
 import type { Parameter } from "./Parameter.js"
@@ -33,7 +33,9 @@ export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
     /** The config every adapter was created with (its `targetModules` is what a saved config says). */
     readonly config: Config,
     /** The adapted layers and their adapters, in module order. */
-    readonly entries: ReadonlyArray<AdaptedLayer>
+    readonly entries: ReadonlyArray<AdaptedLayer>,
+    /** The model's output-row order in PEFT files (`AdaptableModel.peftRowOrder`), which saving and restoring use. */
+    readonly rowOrder: PeftRowOrder | undefined
   ) {}
 
   /** Creates an adapter on every layer the config's `targetModules` select (PEFT semantics). */
@@ -52,7 +54,7 @@ export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
         layer.attach(adapter)
         return { layer, adapter }
       })
-    return new AdapterSet(variant, config, entries)
+    return new AdapterSet(variant, config, entries, model.peftRowOrder)
   }
 
   /** The adapted layers, in module order. */

@@ -48,13 +48,42 @@ export class BackendUnavailable extends Data.TaggedError("BackendUnavailable")<{
   }
 }
 
-/** The training loss became NaN or infinite; parameters after `step` are not trustworthy. */
+const lastCheckpointNote = (lastCheckpoint: number | undefined): string =>
+  lastCheckpoint === undefined ? "no checkpoint was written in this run" : `the last checkpoint of this run (step ${lastCheckpoint}) is intact`
+
+/**
+ * The training loss became NaN or infinite at `step` (1-based, as report lines count); the
+ * parameters after it are not trustworthy and are not saved.
+ */
 export class NonFiniteLoss extends Data.TaggedError("NonFiniteLoss")<{
   readonly step: number
   readonly value: number
+  /** The step of the last checkpoint written in this run, if any. */
+  readonly lastCheckpoint?: number
 }> {
   override get message(): string {
-    return `loss became ${this.value} at step ${this.step}; stopping (the last saved checkpoint is intact)`
+    return `loss became ${this.value} at step ${this.step}; stopping without saving (${lastCheckpointNote(this.lastCheckpoint)})`
+  }
+}
+
+/** A trained parameter holds NaN or Inf at `step`: a checkpoint or final save of it is refused. */
+export class NonFiniteWeights extends Data.TaggedError("NonFiniteWeights")<{
+  readonly step: number
+  readonly parameter: string
+  readonly lastCheckpoint?: number
+}> {
+  override get message(): string {
+    return `parameter '${this.parameter}' holds NaN or Inf after step ${this.step}; refusing to save it (${lastCheckpointNote(this.lastCheckpoint)}); a lower --learning-rate or gradient clipping usually helps`
+  }
+}
+
+/** Training stopped on request (a signal) after `step`; `checkpointed` says whether its state was saved. */
+export class TrainingInterrupted extends Data.TaggedError("TrainingInterrupted")<{
+  readonly step: number
+  readonly checkpointed: boolean
+}> {
+  override get message(): string {
+    return `interrupted after step ${this.step}${this.checkpointed ? "; a checkpoint of it was written" : "; nothing was saved"}`
   }
 }
 

@@ -143,7 +143,7 @@ export const adapterSetFiles = <Config extends AdapterConfigBase>(adapters: Adap
   Effect.flatMap(formatOf(adapters.variant), (format) =>
     Effect.acquireUseRelease(
       Effect.sync(() => adapters.stateDict()),
-      (tensors) => peftAdapterFiles(format, adapters.config, tensors, options),
+      (tensors) => peftAdapterFiles(format, adapters.config, tensors, { rowOrder: adapters.rowOrder, ...options }),
       (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
     )
   )
@@ -157,7 +157,8 @@ export const saveAdapter = <Config extends AdapterConfigBase>(
   Effect.flatMap(formatOf(adapters.variant), (format) =>
     Effect.acquireUseRelease(
       Effect.sync(() => adapters.stateDict()),
-      (tensors) => savePeftAdapter(dir, format, adapters.config, tensors, options),
+      // The set remembers its model's row order, so a save cannot forget it.
+      (tensors) => savePeftAdapter(dir, format, adapters.config, tensors, { rowOrder: adapters.rowOrder, ...options }),
       (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
     )
   )
@@ -293,5 +294,5 @@ export const restoreAdapterWeights = <Config extends AdapterConfigBase>(
 ): Effect.Effect<void, LoadAdapterError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const tensors = yield* readAdapterTensors(dir, splitAtModules(adapters.entries.map(({ layer }) => layer.name)))
-    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE), options.rowOrder)
+    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE), options.rowOrder ?? adapters.rowOrder)
   })

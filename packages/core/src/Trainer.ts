@@ -12,7 +12,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import { measurePeakBytes } from "./Backend.js"
 import { decodeConfig, NonNegativeInt, PositiveInt } from "./Config.js"
-import { attempt, ConfigError, type FileError, NonFiniteLoss, type ThrownError } from "./Errors.js"
+import { attempt, ConfigError, type FileError, NonFiniteLoss, NonFiniteWeights, type ThrownError, TrainingInterrupted } from "./Errors.js"
 import { clipByGlobalNorm } from "./GradientClipping.js"
 import { MetricsLog } from "./MetricsLog.js"
 import type { Optimizer } from "./Optimizer.js"
@@ -26,6 +26,13 @@ export interface TrainingHook<E = never, R = never> {
   readonly beforeStep?: (step: number) => Effect.Effect<void, E, R>
   /** Runs once after the last step; receives the total number of steps run (`steps`). */
   readonly afterTraining?: (steps: number) => Effect.Effect<void, E, R>
+}
+
+/** What a run has measured so far: per-step train losses, validations, tokens. */
+export interface TrainingHistory {
+  readonly trainLoss: ReadonlyArray<{ readonly step: number; readonly loss: number; readonly learningRate: number }>
+  readonly validation: ReadonlyArray<{ readonly step: number; readonly loss: number }>
+  readonly tokens: number
 }
 
 export interface TrainOptions<Batch, E = never, R = never> {
@@ -52,7 +59,18 @@ export interface TrainOptions<Batch, E = never, R = never> {
   readonly evaluate?: (step: number) => Effect.Effect<number, E, R>
   /** Checkpoint every K steps and after the last step (off when undefined). */
   readonly checkpointEvery?: number
-  readonly checkpoint?: (step: number) => Effect.Effect<void, E, R>
+  /**
+   * Writes a checkpoint after `step` (1-based: steps done), given the run's history so far. Called
+   * every `checkpointEvery` steps and when a stop is requested; never with non-finite parameters.
+   */
+  readonly checkpoint?: (step: number, history: TrainingHistory) => Effect.Effect<void, E, R>
+  /**
+   * Polled after every step: when it answers true (a signal arrived), training stops after that
+   * step, writes a checkpoint if it can, and fails with `TrainingInterrupted`.
+   */
+  readonly stopRequested?: () => boolean
+  /** Tokens trained before `startStep` (a resumed run continues the count). */
+  readonly startTokens?: number
   readonly hooks?: ReadonlyArray<TrainingHook<E, R>>
   /** Measure the step's peak bytes (tf.profile, which syncs every kernel) every N steps; default 50. */
   readonly profileEvery?: number
@@ -139,7 +157,7 @@ export const trainStep = <Batch>(
  */
 export const train = <Batch, E = never, R = never>(
   options: TrainOptions<Batch, E, R>
-): Effect.Effect<TrainingResult, E | NonFiniteLoss | ThrownError | FileError, R | ProgressReporter | MetricsLog> =>
+): Effect.Effect<TrainingResult, E | NonFiniteLoss | NonFiniteWeights | TrainingInterrupted | ThrownError | FileError, R | ProgressReporter | MetricsLog> =>
   Effect.gen(function* () {
     yield* validate(options as TrainOptions<unknown, unknown, unknown>)
     const progress = yield* ProgressReporter
@@ -155,7 +173,8 @@ export const train = <Batch, E = never, R = never>(
     const validation: Array<{ step: number; loss: number }> = []
     // Losses not yet read back from the device: read at boundaries only.
     let pending: Array<{ step: number; loss: tf.Scalar; learningRate: number }> = []
-    let tokens = 0
+    let tokens = options.startTokens ?? 0
+    let lastCheckpoint: number | undefined
     let windowTokens = 0
     let windowStart = performance.now()
     let windowSteps = 0
@@ -176,11 +195,36 @@ export const train = <Batch, E = never, R = never>(
       )
       for (let i = 0; i < batch.length; i++) {
         const value = values[i]!
-        if (!Number.isFinite(value)) return yield* Effect.fail(new NonFiniteLoss({ step: batch[i]!.step, value }))
+        if (!Number.isFinite(value)) return yield* Effect.fail(new NonFiniteLoss({ step: batch[i]!.step + 1, value, lastCheckpoint }))
         trainLoss.push({ step: batch[i]!.step, loss: value, learningRate: batch[i]!.learningRate })
         lastLoss = value
       }
     })
+    // Before anything is saved: every trained parameter finite (one read back, at save boundaries only).
+    const assertFinite = (step: number) =>
+      Effect.gen(function* () {
+        const { variables, names } = parameters()
+        if (variables.length === 0) return
+        // sum(x * 0) is 0 for finite x and NaN as soon as one value is NaN or Inf; Mul and Sum run on
+        // every backend (wasm has no IsFinite kernel).
+        const probes = tf.tidy(() => tf.stack(variables.map((variable) => tf.sum(tf.mul(variable, 0)))))
+        const sums = yield* Effect.promise(() => probes.data()).pipe(Effect.ensuring(Effect.sync(() => probes.dispose())))
+        const bad = variables.findIndex((_, i) => !Number.isFinite(sums[i]!))
+        if (bad >= 0) {
+          const variable = variables[bad]!
+          return yield* Effect.fail(new NonFiniteWeights({ step, parameter: names.get(variable.name) ?? variable.name, lastCheckpoint }))
+        }
+      })
+    const saveCheckpoint = (step: number) =>
+      Effect.gen(function* () {
+        yield* assertFinite(step)
+        const saveStart = performance.now()
+        yield* options.checkpoint!(step, { trainLoss, validation, tokens })
+        lastCheckpoint = step
+        yield* metrics.write({ event: "checkpoint", label, step })
+        windowStart += performance.now() - saveStart
+      })
+
     // Dispose unread losses if the program fails or is interrupted.
     const releasePending = Effect.sync(() => {
       for (const entry of pending) entry.loss.dispose()
@@ -217,6 +261,13 @@ export const train = <Batch, E = never, R = never>(
         yield* progress.tick({ step: done, loss: lastLoss, learningRate, tokens })
 
         const isLast = done === options.steps
+        const stop = !isLast && options.stopRequested?.() === true
+        if (stop) {
+          yield* flush
+          if (options.checkpoint !== undefined) yield* saveCheckpoint(done)
+          yield* progress.finish()
+          return yield* Effect.fail(new TrainingInterrupted({ step: done, checkpointed: options.checkpoint !== undefined }))
+        }
         const report = done % reportEvery === 0 || isLast
         const evaluate = options.evaluate !== undefined && options.evalEvery !== undefined && (done % options.evalEvery === 0 || isLast)
         const checkpoint = options.checkpoint !== undefined && options.checkpointEvery !== undefined && (done % options.checkpointEvery === 0 || isLast)
@@ -253,14 +304,11 @@ export const train = <Batch, E = never, R = never>(
           yield* metrics.write({ event: "eval", label, step: done, valLoss, seconds })
           windowStart += performance.now() - evalStart
         }
-        if (checkpoint) {
-          const saveStart = performance.now()
-          yield* options.checkpoint!(done)
-          yield* metrics.write({ event: "checkpoint", label, step: done })
-          windowStart += performance.now() - saveStart
-        }
+        if (checkpoint) yield* saveCheckpoint(done)
       }
       yield* flush
+      // The caller saves the result next: it must be finite too.
+      yield* assertFinite(options.steps)
       for (const hook of hooks) if (hook.afterTraining) yield* hook.afterTraining(options.steps)
       elapsedMs = performance.now() - started
       yield* progress.finish()

@@ -20,7 +20,7 @@ import {
   type Parameter,
   ProgressReporter,
   train,
-  trainStep, type ProgressEvent } from "../src/index.js"
+  trainStep, type ProgressEvent, NonFiniteWeights, TrainingInterrupted } from "../src/index.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -120,10 +120,63 @@ describe("training loop", () => {
       )
     )
     expect(error).toBeInstanceOf(NonFiniteLoss)
-    expect((error as NonFiniteLoss).step).toBe(5)
+    // Counted as report lines count (1-based): the 6th step's loss is the first NaN.
+    expect((error as NonFiniteLoss).step).toBe(6)
+    expect((error as NonFiniteLoss).lastCheckpoint).toBe(5)
+    expect(error.message).toBe("loss became NaN at step 6; stopping without saving (the last checkpoint of this run (step 5) is intact)")
     expect(saved).toEqual([5])
     optimizer.dispose()
     expect(tf.memory().numTensors).toBe(before)
+  })
+
+  it("weights that turn non-finite are never checkpointed or returned: NonFiniteWeights names the parameter and the last good checkpoint", async () => {
+    const { params, batch, loss } = problem()
+    const optimizer = sgd([{ params }])
+    const saved: Array<number> = []
+    // Finite loss at every evaluated step, but the update after step 3 overflows w.
+    const explode = (step: number) => (step === 3 ? 1e39 : 1e-3) // beyond float32: the update overflows
+    const before = tf.memory().numTensors
+    const error = await Effect.runPromise(
+      Effect.flip(
+        train({ loss, batch, optimizer, steps: 4, learningRate: explode, checkpointEvery: 2, checkpoint: (step) => Effect.sync(() => void saved.push(step)) }).pipe(Effect.provide(silent))
+      )
+    )
+    expect(error).toBeInstanceOf(NonFiniteWeights)
+    expect(error).toMatchObject({ step: 4, parameter: "w", lastCheckpoint: 2 })
+    expect(error.message).toContain("parameter 'w' holds NaN or Inf after step 4; refusing to save it (the last checkpoint of this run (step 2) is intact)")
+    expect(saved).toEqual([2])
+    optimizer.dispose()
+    expect(tf.memory().numTensors).toBe(before)
+  })
+
+  it("a stop request ends the run after the current step with a checkpoint that carries the history, as TrainingInterrupted", async () => {
+    const { params, batch, loss } = problem()
+    const optimizer = adamw([{ params }], { weightDecay: 0 })
+    const checkpoints: Array<{ step: number; losses: number; tokens: number }> = []
+    let steps = 0
+    const error = await Effect.runPromise(
+      Effect.flip(
+        train({
+          loss: (b: { x: tf.Tensor; y: tf.Tensor }) => {
+            steps++
+            return loss(b)
+          },
+          batch,
+          optimizer,
+          steps: 40,
+          startStep: 10,
+          startTokens: 160,
+          tokensPerBatch: () => 16,
+          learningRate: schedule,
+          stopRequested: () => steps >= 3,
+          checkpoint: (step, history) => Effect.sync(() => void checkpoints.push({ step, losses: history.trainLoss.length, tokens: history.tokens }))
+        }).pipe(Effect.provide(silent))
+      )
+    )
+    expect(error).toBeInstanceOf(TrainingInterrupted)
+    expect(error).toMatchObject({ step: 13, checkpointed: true })
+    expect(checkpoints).toEqual([{ step: 13, losses: 3, tokens: 160 + 3 * 16 }])
+    optimizer.dispose()
   })
 
   it("resuming from saved parameters and optimizer state continues exactly as an uninterrupted run", async () => {

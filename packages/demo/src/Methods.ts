@@ -12,6 +12,8 @@ import {
   type MetricsLog,
   makeSchedule,
   type NonFiniteLoss,
+  type NonFiniteWeights,
+  type TrainingInterrupted,
   type Optimizer,
   type ProgressReporter,
   train,
@@ -81,7 +83,7 @@ export const adapt = (
   data: { readonly train: Dataset; readonly valid: Dataset },
   settings: AdaptSettings,
   outDir: string
-): Effect.Effect<MethodResult, NonFiniteLoss | FileError | ThrownError, ProgressReporter | MetricsLog | FileSystem.FileSystem> =>
+): Effect.Effect<MethodResult, NonFiniteLoss | NonFiniteWeights | TrainingInterrupted | FileError | ThrownError, ProgressReporter | MetricsLog | FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const config = loraConfig({ r: settings.rank, alpha: settings.alpha, targetModules: "all-linear" })
     const optimizer = adamw([], { weightDecay: 0 })

@@ -12,13 +12,19 @@ import {
   ConfigError,
   decodeConfig,
   type FileError,
-  latestCheckpoint,
+  InvalidCheckpoint,
+  listCheckpoints,
+  listDirectory,
   makeSchedule,
+  MetricsLog,
   OPTIMIZER_STATE_FILE,
   optimizerStateFile,
+  readCheckpointFile,
   readTrainerState,
   restoreOptimizer,
+  Safetensors,
   train,
+  TrainingInterrupted,
   writeCheckpoint,
   writeFileAtomic
 } from "@peftkit/core"
@@ -28,13 +34,15 @@ import { adamw } from "@peftkit/optimizers"
 import { encodeTrainingExample, loadTask, sampleTask, taskByName } from "@peftkit/tasks"
 import type { Tokenizer } from "@peftkit/tokenizers"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Option } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { join, resolve } from "node:path"
 import { parseFlags } from "../Flags.js"
 import { trainFlags } from "../CommandFlags.js"
 import { lossReportHtml } from "../LossReport.js"
 import { baseLayers, loadModelAndTokenizer, say } from "../Runtime.js"
 import { methods } from "../methods/index.js"
+import { claimOutputDirectory } from "../OutputDirectory.js"
+import { stopOnSignals } from "../Signals.js"
 import { TrainOptions } from "../TrainOptions.js"
 
 const CHECKPOINTS = "checkpoints"
@@ -85,7 +93,11 @@ export const loadTrainingData = (options: TrainOptions, tokenizer: Tokenizer, ma
       } satisfies Splits
     }
     const task = yield* attempt(() => taskByName(options.task!))
-    const data = yield* loadTask(task, options.taskData ?? "../shared/data")
+    // The product never looks for data in a place the user did not name.
+    if (options.taskData === undefined) {
+      return yield* new ConfigError({ field: "train.taskData", reason: `--task ${options.task} needs --task-data DIR, the folder holding the GLUE/SuperGLUE task files` })
+    }
+    const data = yield* loadTask(task, options.taskData)
     const splits = sampleTask(data, { seed: options.seed })
     const encode = (examples: ReadonlyArray<(typeof splits.train)[number]>) => examples.map((example) => encodeTrainingExample(task, example, tokenizer, { maxLength }))
     return {
@@ -123,9 +135,51 @@ export const meanLoss = (model: CausalLM, batcher: Batcher, maxBatches: number) 
 
 const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`
 
-/** The training run, given decoded options. Returns the final validation loss (NaN without validation data). */
-export const runTrain = (options: TrainOptions) =>
+/** What the command adds around a run. */
+export interface RunControls {
+  /** Asked after every step; true stops the run with a checkpoint (signals). */
+  readonly stopRequested?: () => boolean
+  /** Write the metrics log here (opened only once the run is set up); else the context's `MetricsLog`. */
+  readonly metricsPath?: string
+}
+
+/** The history a checkpoint carries, so a resumed run reports (and plots) the whole run. */
+const CheckpointHistory = Schema.Struct({
+  trainLoss: Schema.Array(Schema.Struct({ step: Schema.Number, loss: Schema.Number, learningRate: Schema.Number })),
+  validation: Schema.Array(Schema.Struct({ step: Schema.Number, loss: Schema.Number })),
+  tokens: Schema.Number
+})
+type CheckpointHistory = typeof CheckpointHistory.Type
+
+/**
+ * The newest checkpoint whose files all read back (JSON parses, safetensors decode), newest first;
+ * a truncated or corrupt one is skipped, saying which and why.
+ */
+const newestValidCheckpoint = (root: string) =>
   Effect.gen(function* () {
+    const all = yield* listCheckpoints(root)
+    for (const checkpoint of [...all].reverse()) {
+      const problem = yield* Effect.flip(
+        Effect.gen(function* () {
+          for (const name of yield* listDirectory(checkpoint.dir)) {
+            const bytes = yield* readCheckpointFile(checkpoint.dir, name)
+            if (name.endsWith(".safetensors")) yield* Safetensors.decode(bytes, `${checkpoint.dir}/${name}`)
+            if (name.endsWith(".json")) {
+              yield* Effect.try({ try: () => JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as unknown, catch: () => new InvalidCheckpoint({ path: `${checkpoint.dir}/${name}`, reason: "not JSON" }) })
+            }
+          }
+          yield* readTrainerState(checkpoint.dir)
+        })
+      ).pipe(Effect.option)
+      if (Option.isNone(problem)) return Option.some(checkpoint)
+      yield* say(`warning: checkpoint ${checkpoint.dir} is unusable (${problem.value.message}); trying the one before it`)
+    }
+    return Option.none<{ readonly step: number; readonly dir: string }>()
+  })
+
+/** The training run, given decoded options. Returns the final validation loss (NaN without validation data). */
+export const runTrain = (options: TrainOptions, controls: RunControls = {}) =>
+  Effect.scoped(Effect.gen(function* () {
     const out = resolve(options.adapterPath)
     const { model, tokenizer, config } = yield* loadModelAndTokenizer(options.model)
     const maxLength = Math.min(options.maxSeqLength, config.maxPositionEmbeddings)
@@ -134,6 +188,9 @@ export const runTrain = (options: TrainOptions) =>
     const batcher = yield* attempt(() => makeBatcher(data.train, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, seed: options.seed }))
     const validBatcher = data.valid.length > 0 ? makeBatcher(data.valid, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, shuffle: false }) : undefined
     const steps = options.iters ?? (options.epochs ?? 1) * batcher.batchesPerEpoch
+    if (options.method === "cola" && options.links > steps) {
+      return yield* new ConfigError({ field: "train.links", reason: `${options.links} links need at least ${options.links} steps; this run has ${steps} (raise --iters or lower --links)` })
+    }
 
     // The method: which parameters train, with which hooks, checkpoints and result.
     const optimizer = adamw([], { weightDecay: options.weightDecay })
@@ -147,10 +204,14 @@ export const runTrain = (options: TrainOptions) =>
     // Checkpoints: everything needed to continue exactly.
     const checkpointFiles = (): Effect.Effect<CheckpointFiles> =>
       Effect.map(Effect.zip(method.checkpointFiles(), optimizerStateFile(optimizer)), ([files, optimizerState]) => ({ ...files, [OPTIMIZER_STATE_FILE]: optimizerState }))
+    // Everything is loaded and checked: only now is the output directory claimed (nothing is
+    // written for a run that fails to start).
+    yield* claimOutputDirectory(out, { resume: options.resume, overwrite: options.overwrite }, say)
     let startStep = 0
+    let prior: CheckpointHistory = { trainLoss: [], validation: [], tokens: 0 }
     if (options.resume) {
-      const latest = yield* latestCheckpoint(join(out, CHECKPOINTS))
-      if (Option.isNone(latest)) return yield* new ConfigError({ field: "train.resume", reason: `no checkpoint under ${join(out, CHECKPOINTS)}` })
+      const latest = yield* newestValidCheckpoint(join(out, CHECKPOINTS))
+      if (Option.isNone(latest)) return yield* new ConfigError({ field: "train.resume", reason: `no usable checkpoint under ${join(out, CHECKPOINTS)}` })
       const dir = latest.value.dir
       const state = yield* readTrainerState(dir)
       if (state.method !== undefined && state.method !== options.method) {
@@ -163,6 +224,7 @@ export const runTrain = (options: TrainOptions) =>
           return yield* new ConfigError({ field: `train.${flag}`, reason: `differs from the checkpoint being resumed (${JSON.stringify(state[key])}, now ${JSON.stringify(value)}): resume with the same options` })
         }
       }
+      if (state.history !== undefined) prior = yield* decodeConfig(CheckpointHistory, state.history, "trainer_state.history")
       yield* method.restore(dir)
       yield* restoreOptimizer(dir, optimizer)
       startStep = state.step
@@ -170,7 +232,7 @@ export const runTrain = (options: TrainOptions) =>
     }
 
     yield* writeFileAtomic(join(out, "training_args.json"), json({ ...options, steps, trainableParameters: trainable }))
-    const result = yield* train<Batch, ConfigError | FileError, FileSystem.FileSystem>({
+    const training = train<Batch, ConfigError | FileError, FileSystem.FileSystem>({
       label: options.method,
       loss: (batch: Batch, training) => causalLmLoss(model.forward(batch.inputIds, { attentionMask: batch.attentionMask, training }), batch.inputIds, batch.lossMask),
       batch: (step) => batcher.batchAt(step),
@@ -178,15 +240,31 @@ export const runTrain = (options: TrainOptions) =>
       optimizer,
       steps,
       startStep,
+      startTokens: prior.tokens,
       learningRate: schedule,
       clipNorm: options.gradClip,
       reportEvery: options.stepsPerReport,
       hooks: method.hooks,
       ...(validBatcher === undefined ? {} : { evalEvery: options.stepsPerEval ?? steps, evaluate: () => meanLoss(model, validBatcher, options.valBatches) }),
-      ...(options.saveEvery === undefined
-        ? {}
-        : { checkpointEvery: options.saveEvery, checkpoint: (step: number) => Effect.asVoid(Effect.flatMap(checkpointFiles(), (files) => writeCheckpoint(join(out, CHECKPOINTS), { step, ...runState(options, steps) }, files))) })
+      // Periodic checkpoints with --save-every; one on a stop request (Ctrl-C) in any case.
+      ...(options.saveEvery === undefined ? {} : { checkpointEvery: options.saveEvery }),
+      checkpoint: (step, history) =>
+        Effect.asVoid(
+          Effect.flatMap(checkpointFiles(), (files) =>
+            writeCheckpoint(join(out, CHECKPOINTS), { step, ...runState(options, steps), history: withPrior(prior, history) }, files)
+          )
+        ),
+      ...(controls.stopRequested === undefined ? {} : { stopRequested: controls.stopRequested })
     })
+    const result = yield* (controls.metricsPath === undefined
+      ? training
+      : Effect.provide(training, MetricsLog.jsonl(controls.metricsPath, { append: options.resume })))
+    const whole = withPrior(prior, result)
+    // A loss at ln(vocab) means uniform predictions: the model is dead (a far too high learning rate).
+    const finalLoss = result.trainLoss.at(-1)?.loss
+    if (finalLoss !== undefined && finalLoss >= 0.98 * Math.log(config.vocabSize)) {
+      yield* say(`warning: the final train loss ${finalLoss.toFixed(4)} is at ln(vocab) = ${Math.log(config.vocabSize).toFixed(4)}: the model predicts uniformly; the learning rate (${options.learningRate}) is probably far too high`)
+    }
 
     // The result: a PEFT adapter (COLA: the chain as one LoRA), or the whole model for full fine-tuning.
     yield* say(yield* method.save(out, options.model))
@@ -195,7 +273,7 @@ export const runTrain = (options: TrainOptions) =>
       lossReportHtml({
         title: `peftkit train: ${options.method} on ${options.data ?? options.task}`,
         paragraphs: [`Model ${options.model}; ${steps} steps of batch ${options.batchSize}; peak learning rate ${options.learningRate} (${options.schedule}); seed ${options.seed}.`],
-        series: [{ label: options.method, train: result.trainLoss, validation: result.validation }]
+        series: [{ label: options.method, train: whole.trainLoss, validation: whole.validation }]
       })
     )
     let testLoss: number | undefined
@@ -207,11 +285,31 @@ export const runTrain = (options: TrainOptions) =>
     optimizer.dispose()
     // The trained model stays usable (the caller disposes it): the demo scores it further.
     return { result, testLoss, trainable, out, steps, model, tokenizer }
-  })
+  }))
+
+/** A checkpoint's history followed by this run's. */
+const withPrior = (prior: CheckpointHistory, run: { readonly trainLoss: CheckpointHistory["trainLoss"]; readonly validation: CheckpointHistory["validation"]; readonly tokens: number }) => ({
+  trainLoss: [...prior.trainLoss, ...run.trainLoss],
+  validation: [...prior.validation, ...run.validation],
+  // The trainer continues the count from `startTokens`, so its total already includes the prior run.
+  tokens: run.tokens
+})
 
 export const trainCommand = (argv: ReadonlyArray<string>) =>
   Effect.gen(function* () {
     const options = yield* decodeTrainOptions(argv)
     const out = resolve(options.adapterPath)
-    yield* Effect.asVoid(runTrain(options)).pipe(Effect.provide(baseLayers(options.backend, join(out, "metrics.jsonl"), options.resume)))
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const stop = yield* stopOnSignals
+        yield* Effect.asVoid(runTrain(options, { stopRequested: stop.requested, metricsPath: join(out, "metrics.jsonl") })).pipe(
+          Effect.provide(baseLayers(options.backend)),
+          Effect.tapError((error) =>
+            error instanceof TrainingInterrupted && error.checkpointed
+              ? say(`checkpoint written to ${join(out, CHECKPOINTS)}; continue with the same command and --resume`)
+              : Effect.void
+          )
+        )
+      })
+    )
   })

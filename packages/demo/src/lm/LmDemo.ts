@@ -91,6 +91,8 @@ export const lmDemo = (settings: LmDemoSettings) =>
         seed: settings.seed,
         backend: settings.backend,
         adapterPath: join(out, method),
+        // Each demo run rebuilds its outputs.
+        overwrite: true,
         stepsPerReport: Math.max(1, Math.floor(settings.iters / 3)),
         stepsPerEval: Math.max(1, Math.floor(settings.iters / 6)),
         valBatches: -1
