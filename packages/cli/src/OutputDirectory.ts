@@ -8,7 +8,7 @@
  *   directories) are removed.
  */
 import { FileSystem } from "@effect/platform"
-import { ConfigError, type FileError, joinPath, listDirectory, pathKind, removePath, toFileError } from "@peftkit/core"
+import { ConfigError, dirName, type FileError, joinPath, listDirectory, pathKind, removePath, toFileError } from "@peftkit/core"
 import { Effect, type Scope } from "effect"
 
 export const LOCK_FILE = ".peftkit-train.lock"
@@ -30,6 +30,22 @@ const removeLeftovers = (dir: string): Effect.Effect<ReadonlyArray<string>, File
     const leftovers = (yield* listDirectory(dir)).filter((name) => name.endsWith(".tmp"))
     for (const name of leftovers) yield* removePath(joinPath(dir, name))
     return leftovers
+  })
+
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdir never returns under some pseudo file
+ * systems (`/proc/x/y` spins on ENOENT), where a plain mkdir fails at once with a clear error.
+ */
+const makeDirectoryStepwise = (fs: FileSystem.FileSystem, dir: string): Effect.Effect<void, FileError | ConfigError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const missing: Array<string> = []
+    let at = dir
+    while ((yield* pathKind(at)) === "missing" && dirName(at) !== at) {
+      missing.push(at)
+      at = dirName(at)
+    }
+    if ((yield* pathKind(at)) !== "directory") return yield* new ConfigError({ field: "train.adapterPath", reason: `${at} is not a directory` })
+    for (const level of missing.reverse()) yield* fs.makeDirectory(level).pipe(Effect.mapError(toFileError(level, "mkdir")))
   })
 
 const takeLock = (out: string, say: (text: string) => Effect.Effect<void>): Effect.Effect<void, FileError | ConfigError, FileSystem.FileSystem | Scope.Scope> =>
@@ -75,7 +91,7 @@ export const claimOutputDirectory = (
     if (kind !== "missing" && kind !== "directory") {
       return yield* new ConfigError({ field: "train.adapterPath", reason: `${out} exists and is not a directory` })
     }
-    yield* fs.makeDirectory(out, { recursive: true }).pipe(Effect.mapError(toFileError(out, "mkdir")))
+    yield* makeDirectoryStepwise(fs, out)
     yield* takeLock(out, say)
     const cleaned = [...(yield* removeLeftovers(out)), ...(yield* removeLeftovers(joinPath(out, CHECKPOINTS)))]
     if (cleaned.length > 0) yield* say(`note: removed ${cleaned.length} temp file(s) a killed run left in ${out}`)

@@ -126,6 +126,13 @@ describe.skipIf(!existsSync(stories))("peftkit train: nothing lost, nothing brok
     expect(resumed.stderr).toContain("at step 4")
   })
 
+  it("an --adapter-path under a pseudo file system fails at once instead of hanging", async () => {
+    // It used to never return (Node's recursive mkdir spins there); the test's timeout would catch that.
+    const result = await cli([...base("/proc/peftkit-no-such/adapter", 2)])
+    expect(result.code).toBe(1)
+    expect(lastLine(result.stderr)).toMatch(/^error: cannot mkdir \/proc\/peftkit-no-such: /)
+  })
+
   it("more links than steps, and --task without --task-data, are refused", async () => {
     const links = await cli([...base(fresh("links"), 2), "--links", "5"])
     expect(links.code).toBe(2)
