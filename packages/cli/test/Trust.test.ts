@@ -5,7 +5,8 @@
  * locked while in use, and cleaned of a killed run's temp files; a truncated newest checkpoint falls
  * back to the one before it. In-process, on stories260K (shared data).
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { spawn } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -74,6 +75,36 @@ describe.skipIf(!existsSync(stories))("peftkit train: nothing lost, nothing brok
     const tokens = (dir: string) =>
       readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((line) => JSON.parse(line)).filter((r) => r.event === "report").map((r) => [r.step, r.trainedTokens])
     expect(tokens(cut).slice(-3)).toEqual(tokens(whole).slice(-3))
+  })
+
+  // A real signal needs a real process: the built CLI (`pnpm test` builds before it tests).
+  const main = join(repo, "packages/cli/dist/main.js")
+  const built = ["commands/Train", "Signals", "OutputDirectory"].every((name) => {
+    const output = join(repo, `packages/cli/dist/${name}.js`)
+    return existsSync(output) && statSync(output).mtimeMs >= statSync(join(repo, `packages/cli/src/${name}.ts`)).mtimeMs
+  })
+  it.skipIf(!built && process.env.CI !== "true")("kill -INT on a running `peftkit train` process: exit 130 with a checkpoint; --resume gives the uninterrupted adapter", async () => {
+    const whole = fresh("whole-real")
+    expect((await cli(base(whole, 16))).code).toBe(0)
+    const cut = fresh("cut-real")
+    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [main, ...base(cut, 16)], { cwd: repo, stdio: ["ignore", "ignore", "pipe"] })
+      let stderr = ""
+      let sent = false
+      child.stderr.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString()
+        if (!sent && stderr.includes("Iter 4:")) {
+          sent = true
+          child.kill("SIGINT")
+        }
+      })
+      child.on("close", (exitCode) => resolve({ code: exitCode, stderr }))
+    })
+    expect(code, stderr).toBe(130)
+    expect(stderr).toContain("continue with the same command and --resume")
+    const resumed = await cli([...base(cut, 16), "--resume"])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    expect(readFileSync(join(cut, "adapter_model.safetensors")).equals(readFileSync(join(whole, "adapter_model.safetensors")))).toBe(true)
   })
 
   it("a diverging run saves nothing non-finite: the checkpoint is refused and the message names the last good one", async () => {

@@ -155,6 +155,14 @@ export const trainStep = <Batch>(
  * options (before any step), `NonFiniteLoss`, the typed errors a step throws (`ShapeMismatch`, ...),
  * a metrics-file `FileError`, or what the hooks, `evaluate` and `checkpoint` fail with.
  */
+/** A macrotask turn (setImmediate in Node, tens of microseconds; a 0 ms timeout elsewhere). */
+const yieldToEventLoop = (): Promise<void> =>
+  new Promise((resolve) => {
+    const immediate = (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate
+    if (immediate !== undefined) immediate(resolve)
+    else setTimeout(resolve, 0)
+  })
+
 export const train = <Batch, E = never, R = never>(
   options: TrainOptions<Batch, E, R>
 ): Effect.Effect<TrainingResult, E | NonFiniteLoss | NonFiniteWeights | TrainingInterrupted | ThrownError | FileError, R | ProgressReporter | MetricsLog> =>
@@ -261,6 +269,9 @@ export const train = <Batch, E = never, R = never>(
         yield* progress.tick({ step: done, loss: lastLoss, learningRate, tokens })
 
         const isLast = done === options.steps
+        // Steps are synchronous: let the event loop deliver a signal (or a page's stop button)
+        // before asking; paid only when someone can ask the run to stop.
+        if (options.stopRequested !== undefined && !isLast) yield* Effect.promise(yieldToEventLoop)
         const stop = !isLast && options.stopRequested?.() === true
         if (stop) {
           yield* flush
