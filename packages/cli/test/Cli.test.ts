@@ -6,37 +6,15 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { providers } from "@peftkit/backend-cpu"
 import { Backend, loadAdapter } from "@peftkit/core"
 import { lora } from "@peftkit/lora"
 import { loadCausalLM } from "@peftkit/models"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
-import { run } from "../src/index.js"
+import { cli, data, haveShared, lastLine, repo, stories } from "./helpers.js"
 
-const repo = fileURLToPath(new URL("../../..", import.meta.url))
-const stories = join(repo, "../shared/data/models/stories260K/stories260K.bin")
-const data = fileURLToPath(new URL("./fixtures/apples", import.meta.url))
-const haveShared = existsSync(stories)
-
-/** Runs the CLI in-process; returns exit code, stdout and stderr. */
-const cli = async (...argv: Array<string>) => {
-  let stdout = ""
-  let stderr = ""
-  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => ((stderr += String(chunk)), true))
-  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => ((stdout += String(chunk)), true))
-  try {
-    const code = await run(argv, (text) => void (stdout += text))
-    return { code, stdout, stderr }
-  } finally {
-    err.mockRestore()
-    out.mockRestore()
-  }
-}
-
-const lastLine = (text: string) => text.trim().split("\n").at(-1) ?? ""
 
 describe("peftkit (errors and help)", () => {
   it("--help lists the commands; each command has its own help", async () => {

@@ -7,31 +7,9 @@ import { execFile } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { describe, expect, it, vi } from "vitest"
-import { run } from "../src/main.js"
+import { describe, expect, it } from "vitest"
+import { cli, data, haveShared, lastLine, repo, stories } from "./helpers.js"
 
-const repo = fileURLToPath(new URL("../../..", import.meta.url))
-const stories = join(repo, "../shared/data/models/stories260K/stories260K.bin")
-const data = fileURLToPath(new URL("./fixtures/apples", import.meta.url))
-const haveShared = existsSync(stories)
-
-/** Runs the CLI in-process; returns exit code, stdout and stderr. */
-const cli = async (...argv: Array<string>) => {
-  let stdout = ""
-  let stderr = ""
-  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => ((stderr += String(chunk)), true))
-  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => ((stdout += String(chunk)), true))
-  try {
-    const code = await run(argv, (text) => void (stdout += text))
-    return { code, stdout, stderr }
-  } finally {
-    err.mockRestore()
-    out.mockRestore()
-  }
-}
-
-const lastLine = (text: string) => text.trim().split("\n").at(-1) ?? ""
 
 /** The failure is exactly one `error:` line, with `code`, and the line is `message` (or contains it). */
 const expectError = async (argv: Array<string>, code: number, message: string | RegExp) => {

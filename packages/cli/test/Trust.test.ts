@@ -9,35 +9,11 @@ import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { describe, expect, it, vi } from "vitest"
+import { describe, expect, it } from "vitest"
 import { Safetensors } from "@peftkit/core"
-import { run } from "../src/index.js"
+import { data, lastLine, repo, runCli as cli, stories } from "./helpers.js"
 
-const repo = fileURLToPath(new URL("../../..", import.meta.url))
-const stories = join(repo, "../shared/data/models/stories260K/stories260K.bin")
-const data = fileURLToPath(new URL("./fixtures/apples", import.meta.url))
 
-/** Runs the CLI in-process; `onStderr` sees each chunk (to send a signal at a chosen moment). */
-const cli = async (argv: ReadonlyArray<string>, onStderr: (chunk: string) => void = () => undefined) => {
-  let stdout = ""
-  let stderr = ""
-  const err = vi.spyOn(process.stderr, "write").mockImplementation((chunk) => {
-    stderr += String(chunk)
-    onStderr(String(chunk))
-    return true
-  })
-  const out = vi.spyOn(process.stdout, "write").mockImplementation((chunk) => ((stdout += String(chunk)), true))
-  try {
-    const code = await run([...argv], (text) => void (stdout += text))
-    return { code, stdout, stderr }
-  } finally {
-    err.mockRestore()
-    out.mockRestore()
-  }
-}
-
-const lastLine = (text: string) => text.trim().split("\n").at(-1) ?? ""
 const fresh = (name: string) => join(mkdtempSync(join(tmpdir(), "peftkit-trust-")), name)
 const base = (adapter: string, iters = 12) =>
   ["train", "--model", stories, "--data", data, "--method", "cola", "--links", "2", "--batch-size", "4", "--learning-rate", "5e-3", "--adapter-path", adapter, "--backend", "wasm", "--iters", String(iters), "--steps-per-report", "2", "--seed", "3"]
