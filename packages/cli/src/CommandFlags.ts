@@ -35,6 +35,7 @@ export const trainFlags: ReadonlyArray<FlagSpec> = [
   backend,
   adapterPath,
   { name: "save-every", type: "number", value: "N", help: "checkpoint every N steps (resumable with --resume)" },
+  { name: "save-every-minutes", type: "number", value: "M", help: "also checkpoint after M minutes of training since the last one (default 10; 0 = off)" },
   { name: "steps-per-report", type: "number", value: "N", help: "report line every N steps (default 10)" },
   { name: "steps-per-eval", type: "number", value: "N", help: "validation loss every N steps (default: at the end)" },
   { name: "val-batches", type: "number", value: "N", help: "validation batches per evaluation, -1 = all (default 25)" },

@@ -51,6 +51,8 @@ export const TrainOptions = Schema.Struct({
   backend: Schema.optionalWith(BackendName, { default: () => "auto" as const }),
   adapterPath: Schema.optionalWith(Schema.String, { default: () => "adapters" }),
   saveEvery: Schema.optional(PositiveInt),
+  /** Also checkpoint after this many minutes of training since the last checkpoint (0 = off), so a crash loses at most that. */
+  saveEveryMinutes: Schema.optionalWith(Schema.Number.pipe(Schema.nonNegative(), Schema.finite()), { default: () => 10 }),
   stepsPerReport: Schema.optionalWith(PositiveInt, { default: () => 10 }),
   stepsPerEval: Schema.optional(PositiveInt),
   /** Validation batches per evaluation (-1 = the whole validation set). */

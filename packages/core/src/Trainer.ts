@@ -59,6 +59,8 @@ export interface TrainOptions<Batch, E = never, R = never> {
   readonly evaluate?: (step: number) => Effect.Effect<number, E, R>
   /** Checkpoint every K steps and after the last step (off when undefined). */
   readonly checkpointEvery?: number
+  /** Also checkpoint whenever this many seconds of wall time passed since the last one (off when undefined). */
+  readonly checkpointEverySeconds?: number
   /**
    * Writes a checkpoint after `step` (1-based: steps done), given the run's history so far. Called
    * every `checkpointEvery` steps and when a stop is requested; never with non-finite parameters.
@@ -96,15 +98,16 @@ const LoopOptions = Schema.Struct({
   reportEvery: Schema.optional(PositiveInt),
   evalEvery: Schema.optional(PositiveInt),
   checkpointEvery: Schema.optional(PositiveInt),
+  checkpointEverySeconds: Schema.optional(Schema.Number.pipe(Schema.positive({ message: () => "must be a positive number" }))),
   profileEvery: Schema.optional(NonNegativeInt),
   clipNorm: Schema.optional(Schema.Number.pipe(Schema.positive({ message: () => "must be a positive number" }), Schema.finite()))
 })
 
 const validate = (options: TrainOptions<unknown, unknown, unknown>): Effect.Effect<void, ConfigError> =>
   Effect.gen(function* () {
-    const { steps, startStep, reportEvery, evalEvery, checkpointEvery, profileEvery, clipNorm } = options
+    const { steps, startStep, reportEvery, evalEvery, checkpointEvery, checkpointEverySeconds, profileEvery, clipNorm } = options
     const picked = Object.fromEntries(
-      Object.entries({ steps, startStep, reportEvery, evalEvery, checkpointEvery, profileEvery, clipNorm }).filter(([, value]) => value !== undefined)
+      Object.entries({ steps, startStep, reportEvery, evalEvery, checkpointEvery, checkpointEverySeconds, profileEvery, clipNorm }).filter(([, value]) => value !== undefined)
     )
     yield* decodeConfig(LoopOptions, picked, "train")
     if ((startStep ?? 0) > steps) yield* new ConfigError({ field: "train.startStep", reason: `must not exceed steps (${steps})` })
@@ -183,6 +186,7 @@ export const train = <Batch, E = never, R = never>(
     let pending: Array<{ step: number; loss: tf.Scalar; learningRate: number }> = []
     let tokens = options.startTokens ?? 0
     let lastCheckpoint: number | undefined
+    let lastCheckpointAt = performance.now()
     let windowTokens = 0
     let windowStart = performance.now()
     let windowSteps = 0
@@ -229,6 +233,7 @@ export const train = <Batch, E = never, R = never>(
         const saveStart = performance.now()
         yield* options.checkpoint!(step, { trainLoss, validation, tokens })
         lastCheckpoint = step
+        lastCheckpointAt = performance.now()
         yield* metrics.write({ event: "checkpoint", label, step })
         windowStart += performance.now() - saveStart
       })
@@ -281,7 +286,9 @@ export const train = <Batch, E = never, R = never>(
         }
         const report = done % reportEvery === 0 || isLast
         const evaluate = options.evaluate !== undefined && options.evalEvery !== undefined && (done % options.evalEvery === 0 || isLast)
-        const checkpoint = options.checkpoint !== undefined && options.checkpointEvery !== undefined && (done % options.checkpointEvery === 0 || isLast)
+        const periodic = options.checkpointEvery !== undefined && (done % options.checkpointEvery === 0 || isLast)
+        const overdue = options.checkpointEverySeconds !== undefined && !isLast && performance.now() - lastCheckpointAt >= options.checkpointEverySeconds * 1000
+        const checkpoint = options.checkpoint !== undefined && (periodic || overdue)
         if (!report && !evaluate && !checkpoint) continue
 
         yield* flush

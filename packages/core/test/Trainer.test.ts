@@ -149,6 +149,18 @@ describe("training loop", () => {
     expect(tf.memory().numTensors).toBe(before)
   })
 
+  it("checkpointEverySeconds saves whenever that much wall time passed since the last save", async () => {
+    const { params, batch, loss } = problem()
+    const optimizer = sgd([{ params }])
+    const saved: Array<number> = []
+    // Any step takes longer than a nanosecond: every step but the last is overdue (the last has no periodic save here).
+    await Effect.runPromise(
+      train({ loss, batch, optimizer, steps: 5, learningRate: schedule, checkpointEverySeconds: 1e-9, checkpoint: (step) => Effect.sync(() => void saved.push(step)) }).pipe(Effect.provide(silent))
+    )
+    expect(saved).toEqual([1, 2, 3, 4])
+    optimizer.dispose()
+  })
+
   it("a stop request ends the run after the current step with a checkpoint that carries the history, as TrainingInterrupted", async () => {
     const { params, batch, loss } = problem()
     const optimizer = adamw([{ params }], { weightDecay: 0 })

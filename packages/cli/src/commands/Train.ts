@@ -246,8 +246,10 @@ export const runTrain = (options: TrainOptions, controls: RunControls = {}) =>
       reportEvery: options.stepsPerReport,
       hooks: method.hooks,
       ...(validBatcher === undefined ? {} : { evalEvery: options.stepsPerEval ?? steps, evaluate: () => meanLoss(model, validBatcher, options.valBatches) }),
-      // Periodic checkpoints with --save-every; one on a stop request (Ctrl-C) in any case.
+      // Periodic checkpoints with --save-every, by wall time with --save-every-minutes (default 10),
+      // and one on a stop request (Ctrl-C) in any case.
       ...(options.saveEvery === undefined ? {} : { checkpointEvery: options.saveEvery }),
+      ...(options.saveEveryMinutes > 0 ? { checkpointEverySeconds: options.saveEveryMinutes * 60 } : {}),
       checkpoint: (step, history) =>
         Effect.asVoid(
           Effect.flatMap(checkpointFiles(), (files) =>
