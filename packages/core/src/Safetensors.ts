@@ -3,7 +3,11 @@
  * header length N, N bytes of UTF-8 JSON describing each tensor's dtype, shape and byte range, then
  * the raw little-endian row-major data. Decoding validates everything the reference (Rust)
  * implementation validates, so files we write load in PyTorch/HF and malformed files are rejected
- * as they are there. The FP8/FP4/FP6 and complex dtypes are not supported (rejected as
+ * as they are there: header UTF-8 starting with '{', dtypes, shape x dtype size = the offsets' span,
+ * offsets that cover the data section without holes, overlaps or trailing bytes, `shape` and
+ * `data_offsets` numbers written as plain digits (serde's usize refuses `8.0`), no lone surrogates
+ * (serde_json refuses them), no duplicate `__metadata__` or entry fields. Stricter than the reference:
+ * a tensor name given twice is refused (serde would keep the last). The FP8/FP4/FP6 and complex dtypes are not supported (rejected as
  * `unknown-dtype`). tfjs has only float32/int32/bool, so `toTensor` widens F16/BF16 and narrows F64/I64.
  */
 import { Data, Effect } from "effect"
@@ -26,6 +30,8 @@ export type InvalidSafetensorsReason =
   | "bad-metadata"
   | "out-of-range"
   | "unsupported-dtype"
+  | "duplicate-key"
+  | "bad-name"
 
 export class InvalidSafetensors extends Data.TaggedError("InvalidSafetensors")<{
   readonly reason: InvalidSafetensorsReason
@@ -186,6 +192,65 @@ const parseEntry = (name: string, value: unknown, dataLength: number, path: stri
 }
 
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true })
+
+// An unpaired UTF-16 surrogate: JSON's "\ud800" escape makes one, UTF-8 cannot hold it, and
+// serde_json refuses it ("lone leading surrogate in hex escape").
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/
+const hasLoneSurrogate = (text: string): boolean => LONE_SURROGATE.test(text)
+
+const DIGITS = /^(?:0|[1-9][0-9]*)$/
+const NUMBER_CHAR = /[-+0-9.eE]/
+
+/**
+ * What JSON.parse hides and the reference reader does not accept, checked on the raw header text
+ * (already known to be valid JSON): a key given twice in the top-level object or in one entry
+ * (serde reports a duplicate `__metadata__` or entry field; for tensor names it would keep the last
+ * silently, we refuse), and a `shape` or `data_offsets` number not written as plain digits (`8.0`,
+ * `8e0`, `-0`: serde's usize refuses them). One pass, no allocation per character.
+ */
+const scanHeaderText = (text: string, path: string | undefined): void => {
+  // One frame per open container: whether it is an object, and the keys seen in it (depth <= 2).
+  const stack: Array<{ readonly object: boolean; readonly keys: Set<string> | undefined; key: string | undefined }> = []
+  let expectKey = false
+  let tensor: string | undefined
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!
+    if (c === '"') {
+      let j = i + 1
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1
+      if (expectKey) {
+        const frame = stack[stack.length - 1]!
+        const key = JSON.parse(text.slice(i, j + 1)) as string
+        if (frame.keys !== undefined) {
+          if (frame.keys.has(key)) {
+            const detail = stack.length === 1 ? (key === METADATA_KEY ? "the header has two __metadata__ objects" : "the header names this tensor twice") : `field '${key}' appears twice`
+            fail("duplicate-key", detail, stack.length === 1 ? (key === METADATA_KEY ? undefined : key) : tensor, path)
+          }
+          frame.keys.add(key)
+        }
+        frame.key = key
+        if (stack.length === 1) tensor = key
+        expectKey = false
+      }
+      i = j
+    } else if (c === "{" || c === "[") {
+      stack.push({ object: c === "{", keys: c === "{" && stack.length < 2 ? new Set() : undefined, key: undefined })
+      expectKey = c === "{"
+    } else if (c === "}" || c === "]") {
+      stack.pop()
+    } else if (c === ",") {
+      expectKey = stack[stack.length - 1]!.object
+    } else if (c === "-" || (c >= "0" && c <= "9")) {
+      let j = i + 1
+      while (j < text.length && NUMBER_CHAR.test(text[j]!)) j++
+      const field = stack.length === 3 && !stack[2]!.object && tensor !== METADATA_KEY ? stack[1]!.key : undefined
+      if ((field === "shape" || field === "data_offsets") && !DIGITS.test(text.slice(i, j))) {
+        fail(field === "shape" ? "bad-shape" : "bad-entry", `'${field}' holds ${text.slice(i, j)}, not an integer written in digits`, tensor, path)
+      }
+      i = j - 1
+    }
+  }
+}
 const utf8Encoder = new TextEncoder()
 
 /** Decodes and validates a whole file; throws `InvalidSafetensors`. Tensor data are views into `bytes`. */
@@ -217,12 +282,15 @@ export const decodeLayoutSync = (prefix: Uint8Array, fileLength: number, path?: 
   // The spec requires the JSON to start with '{' (trailing space padding is allowed, leading is not).
   if (headerBytes[0] !== 0x7b) return fail("header-not-object", "header does not begin with '{'", undefined, path)
   let header: unknown
+  let text: string
   try {
-    header = JSON.parse(utf8Decoder.decode(headerBytes))
+    text = utf8Decoder.decode(headerBytes)
+    header = JSON.parse(text)
   } catch (error) {
     return fail("header-not-json", error instanceof Error ? error.message : String(error), undefined, path)
   }
   if (!isPlainObject(header)) return fail("header-not-object", "header JSON is not an object", undefined, path)
+  scanHeaderText(text, path)
 
   const dataLength = fileLength - 8 - n
   let metadata: Record<string, string> = {}
@@ -234,11 +302,13 @@ export const decodeLayoutSync = (prefix: Uint8Array, fileLength: number, path?: 
       if (!isPlainObject(value)) return fail("bad-metadata", "__metadata__ is not an object", undefined, path)
       for (const [key, item] of Object.entries(value)) {
         if (typeof item !== "string") return fail("bad-metadata", `__metadata__['${key}'] is not a string`, undefined, path)
+        if (hasLoneSurrogate(key) || hasLoneSurrogate(item)) return fail("bad-metadata", `__metadata__ entry ${JSON.stringify(key)} holds a lone UTF-16 surrogate`, undefined, path)
       }
       // fromEntries defines own properties, so a key like "__proto__" cannot reach the prototype.
       metadata = Object.fromEntries(Object.entries(value as Record<string, string>))
       continue
     }
+    if (hasLoneSurrogate(name)) return fail("bad-name", `tensor name ${JSON.stringify(name)} holds a lone UTF-16 surrogate`, undefined, path)
     entries.push(parseEntry(name, value, dataLength, path))
   }
 
