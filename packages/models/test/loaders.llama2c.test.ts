@@ -33,6 +33,20 @@ const synthetic = (header: ReadonlyArray<number>, floats: number): Uint8Array =>
   const view = new DataView(bytes.buffer)
   header.forEach((v, i) => view.setInt32(4 * i, v, true))
   for (let k = 0; k < floats; k++) view.setFloat32(28 + 4 * k, k * 1e-3, true)
+  // The legacy RoPE tables hold cos / sin of pos * 10000^(-2j / head_dim), which the loader checks.
+  const [dim, hidden, layers, heads, kvHeads, vocab, seqLen] = header as [number, number, number, number, number, number, number]
+  const headDim = dim / heads
+  const half = headDim / 2
+  const before = Math.abs(vocab) * dim + layers * (2 * dim + 2 * dim * dim + 2 * kvHeads * headDim * dim + 3 * hidden * dim) + dim
+  if (header.length === 7 && Number.isInteger(half) && 28 + 4 * (before + 2 * seqLen * half) <= bytes.byteLength) {
+    for (let p = 0; p < seqLen; p++) {
+      for (let j = 0; j < half; j++) {
+        const angle = p * Math.pow(10000, (-2 * j) / headDim)
+        view.setFloat32(28 + 4 * (before + p * half + j), Math.cos(angle), true)
+        view.setFloat32(28 + 4 * (before + seqLen * half + p * half + j), Math.sin(angle), true)
+      }
+    }
+  }
   return bytes
 }
 
@@ -183,7 +197,7 @@ describe("Llama2c: synthetic files", () => {
     expect(oversized.reason).toBe(`oversized: the header implies ${expected} bytes (shared classifier), the file has ${expected + 4}`)
     // An untied header on a tied-size file: the head is missing.
     const untied = (await failure(decodeLlama2c(synthetic([8, 12, 2, 2, 1, -10, 6], body + rope)))) as InvalidCheckpoint
-    expect(untied.reason).toBe(`truncated: the header implies ${expected + 320} bytes (separate classifier), the file has ${expected}`)
+    expect(untied.reason).toBe(`truncated: the header implies ${expected + 320} bytes (separate classifier), the file has ${expected}; that is the size with a shared classifier: is the sign of vocab_size (negative = separate) wrong?`)
     expect(tf.memory().numTensors).toBe(before)
   })
 

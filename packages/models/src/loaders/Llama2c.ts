@@ -9,7 +9,10 @@
  *
  * The weights come back under Hugging Face Llama names, as stored: llama2.c rotates consecutive
  * pairs, so the config says `ropeLayout: "interleaved"` (write with `saveHfModel` to get HF layout).
- * The file size must match the header exactly; anything else is `InvalidCheckpoint` with both sizes.
+ * The file size must match the header exactly (computed from the header alone, before anything is
+ * allocated); anything else is `InvalidCheckpoint` with both sizes. The legacy RoPE tables must hold
+ * cos/sin where the header puts them, so a header with other sizes but the same byte count is
+ * refused. Weights with NaN or Inf load with a warning naming the tensor.
  */
 import type { FileSystem } from "@effect/platform"
 import { InvalidCheckpoint, readFileBytes, type FileError } from "@peftkit/core"
@@ -80,9 +83,84 @@ const layout = (h: Llama2cHeader): ReadonlyArray<readonly [ReadonlyArray<string>
 
 const count = (shape: ReadonlyArray<number>) => shape.reduce((a, b) => a * b, 1)
 
+/**
+ * Floats before the RoPE tables, and in the tables, computed exactly (BigInt) from the header alone:
+ * no per-layer arrays, so a header claiming 2^31-1 layers costs nothing to check.
+ */
+const bodyFloats = (h: Llama2cHeader): { readonly beforeTables: bigint; readonly tables: bigint; readonly head: bigint } => {
+  const [d, hidden, layers, v, seq] = [h.dim, h.hiddenDim, h.nLayers, h.vocabSize, h.seqLen].map(BigInt) as [bigint, bigint, bigint, bigint, bigint]
+  const headDim = d / BigInt(h.nHeads)
+  const kv = BigInt(h.nKvHeads) * headDim
+  const perLayer = d + d * d + 2n * kv * d + d * d + d + 3n * hidden * d
+  return { beforeTables: v * d + layers * perLayer + d, tables: seq * headDim, head: h.sharedClassifier ? 0n : v * d }
+}
+
+const fileBytes = (h: Llama2cHeader): bigint => {
+  const { beforeTables, tables, head } = bodyFloats(h)
+  return BigInt(LLAMA2C_HEADER_BYTES) + 4n * (beforeTables + tables + head)
+}
+
 /** The exact file size the header implies. */
-export const llama2cFileBytes = (header: Llama2cHeader): number =>
-  LLAMA2C_HEADER_BYTES + 4 * layout(header).reduce((sum, [names, shape]) => sum + (names?.length ?? 1) * count(shape), 0)
+export const llama2cFileBytes = (header: Llama2cHeader): number => Number(fileBytes(header))
+
+// llama2.c's legacy export writes freqs_cos / freqs_sin [seq_len, head_dim / 2] of pos * theta^(-2j/head_dim),
+// theta 10000, in float32. Rows 0, 1 and the last of both tables are compared (1e-2 covers float32
+// angles up to seq_len 32k): they pin the tables' offset, so vocab_size, the layer sizes and seq_len.
+const ropeTablesMatch = (bytes: Uint8Array, h: Llama2cHeader, offset: number): boolean => {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const headDim = h.dim / h.nHeads
+  const half = headDim / 2
+  for (const p of new Set([0, 1, h.seqLen - 1])) {
+    if (p >= h.seqLen) continue
+    for (let j = 0; j < half; j++) {
+      const angle = p * Math.pow(10000, (-2 * j) / headDim)
+      const cos = view.getFloat32(offset + 4 * (p * half + j), true)
+      const sin = view.getFloat32(offset + 4 * (h.seqLen * half + p * half + j), true)
+      if (!(Math.abs(cos - Math.cos(angle)) <= 1e-2 && Math.abs(sin - Math.sin(angle)) <= 1e-2)) return false
+    }
+  }
+  return true
+}
+
+/**
+ * Checks a header against the file before anything is allocated: the exact size equation (naming
+ * the other classifier layout when that one fits), then the legacy RoPE tables at the offset the
+ * header implies, which a header with other sizes but the same byte count cannot match.
+ */
+const checkAgainstFile = (bytes: Uint8Array, header: Llama2cHeader, path: string): Effect.Effect<void, InvalidCheckpoint> =>
+  Effect.suspend(() => {
+    const actual = BigInt(bytes.byteLength)
+    const expected = fileBytes(header)
+    if (actual !== expected) {
+      const what = actual < expected ? "truncated" : "oversized"
+      const flipped = fileBytes({ ...header, sharedClassifier: !header.sharedClassifier })
+      const hint = flipped === actual
+        ? `; that is the size with a ${header.sharedClassifier ? "separate" : "shared"} classifier: is the sign of vocab_size (negative = separate) wrong?`
+        : ""
+      return Effect.fail(new InvalidCheckpoint({
+        path,
+        reason: `${what}: the header implies ${expected} bytes (${header.sharedClassifier ? "shared" : "separate"} classifier), the file has ${bytes.byteLength}${hint}`
+      }))
+    }
+    const offset = LLAMA2C_HEADER_BYTES + 4 * Number(bodyFloats(header).beforeTables)
+    if (!ropeTablesMatch(bytes, header, offset)) {
+      return Effect.fail(new InvalidCheckpoint({
+        path,
+        reason: `${describeHeader(header)} does not describe this file: its size fits, but the RoPE tables are not at byte ${offset} where the header puts them (is vocab_size or seq_len wrong?)`
+      }))
+    }
+    return Effect.void
+  })
+
+const describeHeader = (h: Llama2cHeader): string =>
+  `header (dim ${h.dim}, hidden_dim ${h.hiddenDim}, n_layers ${h.nLayers}, n_heads ${h.nHeads}, n_kv_heads ${h.nKvHeads}, vocab_size ${h.sharedClassifier ? h.vocabSize : -h.vocabSize}, seq_len ${h.seqLen})`
+
+/** One warning per tensor holding NaN or Inf (a diverged or corrupted export still loads, named). */
+const nonFiniteWarning = (name: string, values: Float32Array): string | undefined => {
+  let bad = 0
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) bad++
+  return bad === 0 ? undefined : `${name} holds ${bad} non-finite value(s) (NaN or Inf)`
+}
 
 /** The LlamaConfig of a llama2.c model (RMSNorm eps 1e-5 and RoPE theta 10000, as run.c hard-codes; BOS 1, EOS 2). */
 export const llama2cConfig = (h: Llama2cHeader): LlamaConfig => ({
@@ -122,15 +200,9 @@ const floatsAt = (bytes: Uint8Array, offset: number, n: number): Float32Array =>
 export const decodeLlama2c = (bytes: Uint8Array, path = "llama2.c checkpoint"): Effect.Effect<LoadedCheckpoint<LlamaConfig>, InvalidCheckpoint> =>
   Effect.gen(function* () {
     const header = yield* parseLlama2cHeader(bytes, path)
-    const expected = llama2cFileBytes(header)
-    if (bytes.byteLength !== expected) {
-      const what = bytes.byteLength < expected ? "truncated" : "oversized"
-      return yield* new InvalidCheckpoint({
-        path,
-        reason: `${what}: the header implies ${expected} bytes (${header.sharedClassifier ? "shared" : "separate"} classifier), the file has ${bytes.byteLength}`
-      })
-    }
+    yield* checkAgainstFile(bytes, header, path)
     const weights = new Map<string, tf.Tensor>()
+    const warnings: Array<string> = []
     let offset = LLAMA2C_HEADER_BYTES
     try {
       for (const [names, shape] of layout(header)) {
@@ -140,7 +212,10 @@ export const decodeLlama2c = (bytes: Uint8Array, path = "llama2.c checkpoint"): 
           continue
         }
         for (const name of names) {
-          weights.set(name, tf.tensor(floatsAt(bytes, offset, n), [...shape], "float32"))
+          const values = floatsAt(bytes, offset, n)
+          const warning = nonFiniteWarning(name, values)
+          if (warning !== undefined) warnings.push(warning)
+          weights.set(name, tf.tensor(values, [...shape], "float32"))
           offset += 4 * n
         }
       }
@@ -151,7 +226,7 @@ export const decodeLlama2c = (bytes: Uint8Array, path = "llama2.c checkpoint"): 
     const config = llama2cConfig(header)
     // Module order (the file groups by kind: every layer's wq, then every layer's wk, ...).
     const ordered = new Map([...hfWeightShapes(config).keys()].map((name) => [name, weights.get(name)!]))
-    return { config, weights: ordered, ignoredTensors: [], warnings: [], sourceDtypes: ["F32"] }
+    return { config, weights: ordered, ignoredTensors: [], warnings, sourceDtypes: ["F32"] }
   })
 
 /** Reads a llama2.c checkpoint file (see `decodeLlama2c`). */
