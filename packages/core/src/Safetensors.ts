@@ -253,6 +253,30 @@ const scanHeaderText = (text: string, path: string | undefined): void => {
 }
 const utf8Encoder = new TextEncoder()
 
+/**
+ * The byte offset of the first invalid UTF-8 sequence in `bytes` (overlong forms, surrogates, code
+ * points past U+10FFFF and truncated sequences included), or undefined when all of it is valid.
+ * For error messages: decode with `TextDecoder(..., { fatal: true })` and call this on failure.
+ */
+export const invalidUtf8Offset = (bytes: Uint8Array): number | undefined => {
+  const n = bytes.length
+  let i = 0
+  while (i < n) {
+    const b = bytes[i]!
+    if (b < 0x80) {
+      i++
+      continue
+    }
+    const need = b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : 0
+    if (need === 0 || i + need >= n) return i
+    const b1 = bytes[i + 1]!
+    if ((b === 0xe0 && b1 < 0xa0) || (b === 0xed && b1 > 0x9f) || (b === 0xf0 && b1 < 0x90) || (b === 0xf4 && b1 > 0x8f)) return i
+    for (let k = 1; k <= need; k++) if ((bytes[i + k]! & 0xc0) !== 0x80) return i
+    i += need + 1
+  }
+  return undefined
+}
+
 /** Decodes and validates a whole file; throws `InvalidSafetensors`. Tensor data are views into `bytes`. */
 /** Where each tensor's bytes are, relative to the data section at `dataStart`. */
 export interface SafetensorsLayout {
@@ -287,7 +311,8 @@ export const decodeLayoutSync = (prefix: Uint8Array, fileLength: number, path?: 
     text = utf8Decoder.decode(headerBytes)
     header = JSON.parse(text)
   } catch (error) {
-    return fail("header-not-json", error instanceof Error ? error.message : String(error), undefined, path)
+    const bad = invalidUtf8Offset(headerBytes)
+    return fail("header-not-json", bad === undefined ? (error instanceof Error ? error.message : String(error)) : `header is not valid UTF-8 at byte ${8 + bad}`, undefined, path)
   }
   if (!isPlainObject(header)) return fail("header-not-object", "header JSON is not an object", undefined, path)
   scanHeaderText(text, path)

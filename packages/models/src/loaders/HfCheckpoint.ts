@@ -26,7 +26,7 @@ import type { ModelConfig } from "../ModelConfig.js"
 import { decodeHfConfig } from "./HfConfig.js"
 import { isFile, joinPath, readSafetensorsHeader, readSafetensorsTensors } from "./internal/SafetensorsReads.js"
 import { disposeWeights, type LoadCheckpointError, type LoadedCheckpoint } from "./LoadedCheckpoint.js"
-import { hfWeightShapes, isDerivedBuffer, LM_HEAD, normalizeWeightName } from "./WeightSpec.js"
+import { hfWeightCount, hfWeightShapes, isDerivedBuffer, LM_HEAD, normalizeWeightName } from "./WeightSpec.js"
 
 export const HF_CONFIG_FILE = "config.json"
 export const HF_WEIGHTS_FILE = "model.safetensors"
@@ -34,10 +34,21 @@ export const HF_INDEX_FILE = "model.safetensors.index.json"
 
 const FLOAT_DTYPES: ReadonlyArray<string> = ["F32", "F16", "BF16", "F64"]
 
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+// Invalid UTF-8 is an error naming the byte, not text silently changed to U+FFFD.
 const parseJson = (path: string, bytes: Uint8Array): Effect.Effect<unknown, InvalidCheckpoint> =>
-  Effect.try({
-    try: () => JSON.parse(new TextDecoder().decode(bytes)) as unknown,
-    catch: (error) => new InvalidCheckpoint({ path, reason: `not valid JSON: ${error instanceof Error ? error.message : String(error)}` })
+  Effect.suspend(() => {
+    let text: string
+    try {
+      text = utf8.decode(bytes)
+    } catch {
+      return Effect.fail(new InvalidCheckpoint({ path, reason: `not valid UTF-8 at byte ${Safetensors.invalidUtf8Offset(bytes) ?? 0}` }))
+    }
+    return Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: (error) => new InvalidCheckpoint({ path, reason: `not valid JSON: ${error instanceof Error ? error.message : String(error)}` })
+    })
   })
 
 /** Reads and decodes `dir/config.json`. */
@@ -115,19 +126,28 @@ export const loadHfModel = (dir: string): Effect.Effect<LoadedCheckpoint, LoadCh
         }
       }
     }
-    const expected = hfWeightShapes(config)
+    // The config's sizes against the files before anything is listed or allocated: a layer count
+    // the headers cannot hold is refused here (shapes are then compared one by one).
+    // Too few tensors: list only as many layers as there are tensors (some is then missing, named).
+    const count = hfWeightCount(config)
+    const short = count > found.size
+    const expected = hfWeightShapes(short ? { ...config, numHiddenLayers: Math.min(config.numHiddenLayers, found.size) } : config)
     const needed = new Map<string, Planned>()
     for (const [name, shape] of expected) {
       const planned = found.get(name)
       if (planned === undefined) {
         const where = files.length === 1 ? joinPath(dir, files[0]!) : joinPath(dir, HF_INDEX_FILE)
-        return yield* new InvalidCheckpoint({ path: where, tensor: name, reason: `missing; ${config.modelType} with this config.json needs it` })
+        const counts = config.numHiddenLayers > found.size ? ` (num_hidden_layers ${config.numHiddenLayers}: ${count} tensors, the files hold ${found.size})` : ""
+        return yield* new InvalidCheckpoint({ path: where, tensor: name, reason: `missing; ${config.modelType} with this config.json needs it${counts}` })
       }
       if (!sameShape(planned.shape, shape)) return yield* new ShapeMismatch({ what: name, expected: shape, actual: planned.shape })
       if (!FLOAT_DTYPES.includes(planned.dtype)) {
         return yield* new InvalidCheckpoint({ path: joinPath(dir, planned.file), tensor: planned.rawName, reason: `dtype ${planned.dtype} is not a float dtype (F32, F16, BF16)` })
       }
       needed.set(name, planned)
+    }
+    if (short) {
+      return yield* new InvalidCheckpoint({ path: joinPath(dir, HF_CONFIG_FILE), reason: `num_hidden_layers ${config.numHiddenLayers} needs ${count} tensors, the safetensors files hold ${found.size}` })
     }
     const warnings: Array<string> = []
     for (const [name, planned] of found) {
@@ -153,7 +173,7 @@ export const loadHfModel = (dir: string): Effect.Effect<LoadedCheckpoint, LoadCh
     }
     yield* Effect.forEach(
       files.filter((file) => byFile.has(file)),
-      (file) => loadFile(joinPath(dir, file), byFile.get(file)!, expected, weights),
+      (file) => loadFile(joinPath(dir, file), byFile.get(file)!, expected, weights, warnings),
       { discard: true }
     ).pipe(Effect.onError(() => Effect.sync(() => disposeWeights(weights))))
 
@@ -170,12 +190,27 @@ export const loadHfModel = (dir: string): Effect.Effect<LoadedCheckpoint, LoadCh
 
 const sameShape = (a: ReadonlyArray<number>, b: ReadonlyArray<number>) => a.length === b.length && a.every((dim, i) => dim === b[i])
 
+/** NaN/Inf values of a float view, counted on the stored bits (no conversion for F16/BF16). */
+const nonFiniteCount = (view: Safetensors.TensorView): number => {
+  let bad = 0
+  if (view.dtype === "F16" || view.dtype === "BF16") {
+    const mask = view.dtype === "F16" ? 0x7c00 : 0x7f80
+    const d = view.data
+    for (let i = 0; i + 1 < d.length; i += 2) if (((d[i]! | (d[i + 1]! << 8)) & mask) === mask) bad++
+    return bad
+  }
+  const values = Safetensors.toFloat32(view)
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i]!)) bad++
+  return bad
+}
+
 // Tensor by tensor: only one tensor's bytes are held at a time, never a whole file.
 const loadFile = (
   path: string,
   wanted: ReadonlyMap<string, string>,
   expected: ReadonlyMap<string, ReadonlyArray<number>>,
-  weights: Map<string, tf.Tensor>
+  weights: Map<string, tf.Tensor>,
+  warnings: Array<string>
 ): Effect.Effect<void, LoadCheckpointError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     let mismatch: ShapeMismatch | undefined
@@ -184,7 +219,11 @@ const loadFile = (
       const shape = expected.get(name)!
       // The header was checked in pass 1; a file rewritten since is caught here.
       if (!sameShape(view.shape, shape)) mismatch ??= new ShapeMismatch({ what: name, expected: shape, actual: view.shape })
-      else weights.set(name, Safetensors.toTensor(view))
+      else {
+        const bad = nonFiniteCount(view)
+        if (bad > 0) warnings.push(`${name} holds ${bad} non-finite value(s) (NaN or Inf)`)
+        weights.set(name, Safetensors.toTensor(view))
+      }
     })
     if (mismatch !== undefined) return yield* mismatch
     for (const [rawName, name] of wanted) {

@@ -16,25 +16,30 @@ export type HfModelType = (typeof HF_MODEL_TYPES)[number]
 /** The dtype recorded in `config.json` (`torch_dtype`), i.e. the dtype of the weights files. */
 export type HfTorchDtype = "float32" | "float16" | "bfloat16"
 
+/** The largest size a config may declare: int32, what tfjs shapes and typed-array lengths hold. */
+export const MAX_CONFIG_SIZE = 2147483647
+// Every size of config.json: a positive int32 (the loaders then check it against the weights files).
+const Size = PositiveInt.pipe(Schema.lessThanOrEqualTo(MAX_CONFIG_SIZE, { message: () => `must be at most ${MAX_CONFIG_SIZE}` }))
+
 const PositiveNumber = Schema.Number.pipe(Schema.finite(), Schema.positive({ message: () => "must be a positive number" }))
 const TokenId = NonNegativeInt
 const TokenIds = Schema.Union(TokenId, Schema.Array(TokenId))
 
 const LlamaJson = Schema.Struct({
   model_type: Schema.Literal("llama", "qwen2", "mistral"),
-  vocab_size: PositiveInt,
-  hidden_size: PositiveInt,
-  intermediate_size: PositiveInt,
-  num_hidden_layers: PositiveInt,
-  num_attention_heads: PositiveInt,
-  num_key_value_heads: Schema.optional(PositiveInt),
-  head_dim: Schema.optional(PositiveInt),
+  vocab_size: Size,
+  hidden_size: Size,
+  intermediate_size: Size,
+  num_hidden_layers: Size,
+  num_attention_heads: Size,
+  num_key_value_heads: Schema.optional(Size),
+  head_dim: Schema.optional(Size),
   hidden_act: Schema.optional(Schema.Literal("silu", "swish")),
   rms_norm_eps: Schema.optional(PositiveNumber),
   rope_theta: Schema.optional(PositiveNumber),
   rope_scaling: Schema.optional(Schema.Unknown),
   rope_parameters: Schema.optional(Schema.Unknown),
-  max_position_embeddings: Schema.optional(PositiveInt),
+  max_position_embeddings: Schema.optional(Size),
   tie_word_embeddings: Schema.optional(Schema.Boolean),
   attention_bias: Schema.optional(Schema.Boolean),
   mlp_bias: Schema.optional(Schema.Boolean),
@@ -45,15 +50,15 @@ const LlamaJson = Schema.Struct({
 
 const OptJson = Schema.Struct({
   model_type: Schema.Literal("opt"),
-  vocab_size: PositiveInt,
-  hidden_size: PositiveInt,
-  ffn_dim: PositiveInt,
-  num_hidden_layers: PositiveInt,
-  num_attention_heads: PositiveInt,
-  max_position_embeddings: Schema.optional(PositiveInt),
+  vocab_size: Size,
+  hidden_size: Size,
+  ffn_dim: Size,
+  num_hidden_layers: Size,
+  num_attention_heads: Size,
+  max_position_embeddings: Schema.optional(Size),
   do_layer_norm_before: Schema.optional(Schema.Boolean),
   _remove_final_layer_norm: Schema.optional(Schema.Boolean),
-  word_embed_proj_dim: Schema.optional(PositiveInt),
+  word_embed_proj_dim: Schema.optional(Size),
   enable_bias: Schema.optional(Schema.Boolean),
   layer_norm_elementwise_affine: Schema.optional(Schema.Boolean),
   activation_function: Schema.optional(Schema.Literal("relu", "gelu")),

@@ -79,6 +79,16 @@ const optShapes = (c: OptConfig): Map<string, ReadonlyArray<number>> => {
 export const hfWeightShapes = (config: ModelConfig): WeightShapes => (config.modelType === "opt" ? optShapes(config) : llamaShapes(config))
 
 /**
+ * How many tensors `hfWeightShapes(config)` lists, without listing them: a config claiming 1e9
+ * layers is compared with the files' tensor count before a billion names are made.
+ */
+export const hfWeightCount = (config: ModelConfig): number => {
+  const none = hfWeightShapes({ ...config, numHiddenLayers: 0 }).size
+  const one = hfWeightShapes({ ...config, numHiddenLayers: 1 }).size
+  return none + config.numHiddenLayers * (one - none)
+}
+
+/**
  * Checkpoint keys under the names our models use. OPT checkpoints saved from `OPTModel` (the hub's
  * `facebook/opt-*` files) lack the `model.` prefix: `decoder.layers.0...` becomes `model.decoder.layers.0...`.
  */
