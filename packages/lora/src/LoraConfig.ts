@@ -8,9 +8,16 @@ import { Schema } from "effect"
 export const LoraInit = Schema.Literal("kaiming", "gaussian")
 export type LoraInit = typeof LoraInit.Type
 
+/**
+ * The largest rank a config may ask for. A rank above min(in, out) of a layer adds nothing, and no
+ * layer of a supported model is wider than this; it keeps `"r": 9999999` in an adapter_config.json
+ * from allocating gigabytes before the file's tensors are compared with it.
+ */
+export const MAX_LORA_RANK = 16384
+
 export const LoraConfig = Schema.Struct({
-  /** Rank of the update. */
-  r: Schema.optionalWith(PositiveInt, { default: () => 8 }),
+  /** Rank of the update (a safe integer, 1 to MAX_LORA_RANK). */
+  r: Schema.optionalWith(PositiveInt.pipe(Schema.lessThanOrEqualTo(MAX_LORA_RANK, { message: () => `must be at most ${MAX_LORA_RANK}` })), { default: () => 8 }),
   /** Scale numerator: the update is (alpha / r) B A, or (alpha / sqrt r) B A with rsLoRA. */
   alpha: Schema.optionalWith(FiniteNumber, { default: () => 8 }),
   /** Dropout on the adapter's input during training. */

@@ -117,6 +117,19 @@ export const readPeftLora = (
       const match = LORA_KEY.exec(name)
       return match === null ? undefined : { module: match[1]!, key: `${match[2]!}.weight` }
     })
+    // The file's shapes are the truth about the rank: a config that disagrees is refused here, not
+    // discovered as a shape error (or an allocation) later.
+    for (const [module, views] of tensors) {
+      for (const [key, dim] of [["lora_A.weight", 0], ["lora_B.weight", 1]] as const) {
+        const view = views[key]
+        if (view !== undefined && view.shape[dim] !== config.r) {
+          return yield* new ConfigError({
+            field: "adapter_config.r",
+            reason: `is ${config.r}, but ${module}.${key} has shape [${view.shape.join(", ")}] (rank ${String(view.shape[dim])})`
+          })
+        }
+      }
+    }
     return { config, tensors }
   })
 
