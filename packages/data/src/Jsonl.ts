@@ -2,11 +2,11 @@
  * MLX-LM's jsonl training data: one JSON object a line, in one of three shapes per file:
  * `{"text": ...}`, `{"prompt": ..., "completion": ...}`, or `{"messages": [{"role", "content"}, ...]}`.
  * Other keys are ignored (as MLX-LM does). A line that is not JSON, matches no shape, or has another
- * shape than the file's first record is an `InvalidDataset` naming the file and the line. Blank lines
- * are skipped.
+ * shape than the file's first record is an `InvalidDataset` naming the file and the line, as is
+ * invalid UTF-8 (with its byte offset). Blank lines are skipped.
  */
 import type { FileSystem } from "@effect/platform"
-import { type FileError, readText } from "@peftkit/core"
+import { type FileError, readFileBytes, Safetensors } from "@peftkit/core"
 import type { ChatMessage } from "@peftkit/tokenizers"
 import { Effect } from "effect"
 import { InvalidDataset } from "./DataErrors.js"
@@ -115,9 +115,27 @@ export const parseJsonlSync = (text: string, path: string): JsonlFile => {
 export const parseJsonl = (text: string, path: string): Effect.Effect<JsonlFile, InvalidDataset> =>
   Effect.try({ try: () => parseJsonlSync(text, path), catch: (error) => (error instanceof InvalidDataset ? error : new InvalidDataset({ path, reason: String(error) })) })
 
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/**
+ * The text of a jsonl file's bytes (a leading byte-order mark dropped). Invalid UTF-8 is an
+ * `InvalidDataset` naming the line and the byte offset, never text silently changed to U+FFFD.
+ */
+export const decodeJsonlBytes = (bytes: Uint8Array, path: string): Effect.Effect<string, InvalidDataset> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(utf8.decode(bytes))
+    } catch {
+      const offset = Safetensors.invalidUtf8Offset(bytes) ?? 0
+      let line = 1
+      for (let i = 0; i < offset; i++) if (bytes[i] === 0x0a) line++
+      return Effect.fail(new InvalidDataset({ path, line, reason: `not valid UTF-8 at byte ${offset}` }))
+    }
+  })
+
 /** Reads and parses a jsonl file: `FileError` when it cannot be read, `InvalidDataset` for its content. */
 export const readJsonl = (path: string): Effect.Effect<JsonlFile, FileError | InvalidDataset, FileSystem.FileSystem> =>
   Effect.gen(function*() {
-    const text = yield* readText(path)
+    const text = yield* decodeJsonlBytes(yield* readFileBytes(path), path)
     return yield* parseJsonl(text, path)
   })

@@ -19,7 +19,8 @@
  *
  * `lossMask[i] = 1` marks token i as a prediction target (predicted from positions < i), so the first
  * token is never one. Sequences longer than `maxSeqLength` are cut to their first `maxSeqLength`
- * tokens, as MLX-LM does, and counted.
+ * tokens, as MLX-LM does, and counted; a text far longer than that is tokenised only as far as
+ * needed (see `boundedTokenizer`), so one huge line costs no more than a short one.
  */
 import { ConfigError, decodeConfig, decodeConfigSync, PositiveInt } from "@peftkit/core"
 import type { ChatMessage, Tokenizer } from "@peftkit/tokenizers"
@@ -58,7 +59,7 @@ export interface RecordSource {
 /** One example before truncation, and whether it was cut. */
 export interface TokenizedRecord {
   readonly example: TokenizedExample
-  /** Length before truncation. */
+  /** Length before truncation (a lower bound when a very long text was tokenised only in part). */
   readonly length: number
   readonly truncated: boolean
 }
@@ -138,8 +139,45 @@ const resolve = (options: Schema.Schema.Type<typeof TokenizeOptionsSchema>): Res
   appendEos: options.appendEos ?? true
 })
 
-const tokenizeWith = (record: DataRecord, tokenizer: Tokenizer, options: Resolved, source: RecordSource | undefined): TokenizedRecord => {
+// Tokens past maxSeqLength that a prefix must still yield before its first maxSeqLength tokens are
+// trusted to be those of the whole text (merges near the cut only change the last few), and the
+// characters per token the first attempt allows for.
+const CUT_SLACK_TOKENS = 16
+const CHARS_PER_TOKEN = 16
+
+/**
+ * `tokenizer` with an `encode` that, for texts far longer than `maxSeqLength` tokens can cover,
+ * encodes a prefix (cut at whitespace where there is some, never inside a surrogate pair) instead of
+ * the whole text: a 4M-character line with maxSeqLength 64 costs a few kilobytes of tokenising, not
+ * 15 s and a gigabyte. The prefix grows 4x at a time until it yields maxSeqLength + 16 tokens, so
+ * the first maxSeqLength tokens are the whole text's, and the result is only used cut to them.
+ */
+const boundedTokenizer = (tokenizer: Tokenizer, maxSeqLength: number): Tokenizer => ({
+  // Delegating members, not a spread: tokenizers may be class instances with prototype methods.
+  vocabSize: tokenizer.vocabSize,
+  bosTokenId: tokenizer.bosTokenId,
+  eosTokenId: tokenizer.eosTokenId,
+  padTokenId: tokenizer.padTokenId,
+  decode: (ids, options) => tokenizer.decode(ids, options),
+  ...(tokenizer.applyChatTemplate === undefined ? {} : { applyChatTemplate: (messages, options) => tokenizer.applyChatTemplate!(messages, options) }),
+  encode: (text, options) => {
+    const want = maxSeqLength + CUT_SLACK_TOKENS
+    for (let budget = CHARS_PER_TOKEN * want; budget < text.length; budget *= 4) {
+      let cut = budget
+      const space = text.slice(budget >> 1, budget).search(/\s\S*$/)
+      if (space >= 0) cut = (budget >> 1) + space
+      const last = text.charCodeAt(cut - 1)
+      if (last >= 0xd800 && last <= 0xdbff) cut--
+      const ids = tokenizer.encode(text.slice(0, cut), options)
+      if (ids.length >= want) return ids
+    }
+    return tokenizer.encode(text, options)
+  }
+})
+
+const tokenizeWith = (record: DataRecord, fullTokenizer: Tokenizer, options: Resolved, source: RecordSource | undefined): TokenizedRecord => {
   const { maskPrompt, maxSeqLength, completionFormat, chatLoss, appendEos } = options
+  const tokenizer = maxSeqLength === undefined ? fullTokenizer : boundedTokenizer(fullTokenizer, maxSeqLength)
   let example: TokenizedExample
   if ("messages" in record) {
     needTemplate(tokenizer, source, "a {messages} record")

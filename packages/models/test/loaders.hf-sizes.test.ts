@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loadHfModel } from "../src/loaders/HfCheckpoint.js"
 import { saveHfModel } from "../src/loaders/HfWriter.js"
 import { disposeWeights } from "../src/loaders/LoadedCheckpoint.js"
+import type { ModelConfig } from "../src/ModelConfig.js"
 import { disposeAll, randomWeights, removeTempDirs, tempDir, tinyLlama, tinyOpt } from "./fixtures/loaders.js"
 
 beforeAll(async () => {
@@ -26,7 +27,7 @@ const failure = async <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>)
   return exit.value
 }
 
-const savedTiny = async (config = tinyLlama()) => {
+const savedTiny = async (config: ModelConfig = tinyLlama()) => {
   const dir = tempDir()
   const weights = randomWeights(config, 3)
   await run(saveHfModel(dir, config, weights))
