@@ -32,11 +32,13 @@ const alias = Object.fromEntries(readdirSync(packagesDir).map((name) => [`@peftk
 const bundles = new Map<string, string>()
 
 /** The worker entry bundled once per file (CommonJS, every workspace package from source). */
+// ignoreAnnotations: packages such as tfjs-backend-cpu declare "sideEffects" for their ESM files only,
+// and their registration (a side-effect import) must survive in the CommonJS bundle.
 const bundle = (entry: string): string => {
   const cached = bundles.get(entry)
   if (cached !== undefined) return cached
   const outfile = join(mkdtempSync(join(tmpdir(), "peftkit-fuzz-")), "worker.cjs")
-  buildSync({ entryPoints: [entry], bundle: true, platform: "node", format: "cjs", target: "node20", outfile, alias, logLevel: "error" })
+  buildSync({ entryPoints: [entry], bundle: true, platform: "node", format: "cjs", target: "node20", outfile, alias, logLevel: "error", ignoreAnnotations: true })
   bundles.set(entry, outfile)
   return outfile
 }
