@@ -23,9 +23,9 @@ const show = (value: unknown): string => {
 }
 
 /** Runs the target named by workerData.name; posts {type: "start" | "end" | "done"} messages. */
-export const runFuzzTargets = async (targets: Readonly<Record<string, FuzzTarget<any>>>): Promise<void> => {
+export const runFuzzTargets = async <T extends Record<string, unknown>>(targets: { readonly [K in keyof T]: FuzzTarget<T[K]> }): Promise<void> => {
   const { name, seed, numRuns } = workerData as { name: string; seed: number; numRuns: number }
-  const target = targets[name]
+  const target = (targets as Record<string, FuzzTarget<unknown> | undefined>)[name]
   if (target === undefined) throw new Error(`no fuzz target '${name}'`)
   let index = 0
   const outcomes: Record<string, number> = {}
