@@ -77,4 +77,9 @@ export interface AdapterVariant<Config> {
   create(target: LinearTarget, config: Config, seed: number): Adapter
   /** How it reads and writes PEFT's files; absent for variants PEFT has no format for. */
   readonly format?: PeftFormat<Config>
+  /**
+   * The tensors `create` would make for `target`, by state-dict key, with their shapes, without
+   * allocating anything: loaders check a file against them before creating adapters.
+   */
+  readonly shapes?: (target: LinearTarget, config: Config) => Readonly<Record<string, ReadonlyArray<number>>>
 }

@@ -91,6 +91,7 @@ const tensorSeed = (seed: number, index: number): number => (index === 0 && seed
 export const defineAdapter = <Config, Names extends string>(definition: AdapterDefinition<Config, Names>): AdapterVariant<Config> => ({
   name: definition.name,
   ...(definition.format === undefined ? {} : { format: definition.format }),
+  shapes: (layer, config) => Object.fromEntries(Object.values<TensorSpec>(definition.tensors(layer, config)).map((spec) => [spec.key, spec.shape])),
   create: (layer, config, seed) => new DefinedAdapter(definition, layer, config, seed)
 })
 

@@ -23,7 +23,7 @@ import type { AdaptableModel, PeftRowOrder } from "./AdaptableModel.js"
 import type { AdapterConfigBase, AdapterVariant } from "./Adapter.js"
 import { AdapterSet } from "./AdapterSet.js"
 import { writeFileAtomic } from "./AtomicFile.js"
-import { attempt, ConfigError, type FileError, InvalidCheckpoint, NoPeftFormat, type ShapeMismatch } from "./Errors.js"
+import { attempt, ConfigError, type FileError, InvalidCheckpoint, NoPeftFormat, ShapeMismatch } from "./Errors.js"
 import { joinPath, readFileBytes } from "./Files.js"
 import type { PeftFormat } from "./PeftFormat.js"
 import * as Safetensors from "./Safetensors.js"
@@ -180,7 +180,11 @@ export const splitAtModules = (modules: ReadonlyArray<string>): KeySplitter => {
 export const readAdapterConfigJson = (dir: string): Effect.Effect<Record<string, unknown>, FileError | InvalidCheckpoint, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const path = joinPath(dir, ADAPTER_CONFIG_FILE)
-    const text = new TextDecoder().decode(yield* readFileBytes(path))
+    const bytes = yield* readFileBytes(path)
+    const text = yield* Effect.try({
+      try: () => new TextDecoder("utf-8", { fatal: true }).decode(bytes),
+      catch: () => new InvalidCheckpoint({ path, reason: `not valid UTF-8 at byte ${Safetensors.invalidUtf8Offset(bytes)}` })
+    })
     const json = yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
       catch: (error) => new InvalidCheckpoint({ path, reason: `not JSON: ${(error as Error).message}` })
@@ -275,6 +279,19 @@ export const loadAdapter = <Variants extends ReadonlyArray<AdapterVariant<any>>>
   Effect.gen(function* () {
     const { variant, config } = yield* dispatchAdapterConfig(yield* readAdapterConfigJson(dir), variants)
     const tensors = yield* readAdapterTensors(dir, splitAtModules(model.linears().map((layer) => layer.name)))
+    // The file against what the config would allocate, before anything is allocated (an absurd r is an error in microseconds).
+    if (variant.shapes !== undefined) {
+      const path = joinPath(dir, ADAPTER_WEIGHTS_FILE)
+      const layers = new Map(model.linears().map((layer) => [layer.name, layer]))
+      for (const [module, views] of tensors) {
+        const expected = variant.shapes(layers.get(module)!, config)
+        for (const [key, shape] of Object.entries(expected)) {
+          const view = views[key]
+          if (view === undefined) return yield* new InvalidCheckpoint({ path, tensor: `${module}.${key}`, reason: "missing" })
+          if (!tf.util.arraysEqual([...view.shape], [...shape])) return yield* new ShapeMismatch({ what: `${module}.${key}`, expected: shape, actual: view.shape })
+        }
+      }
+    }
     const adapters = yield* attempt(() => AdapterSet.inject(model, variant, config, { seed: 0, modules: [...tensors.keys()] }))
     yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE), model.peftRowOrder).pipe(Effect.tapError(() => Effect.sync(() => adapters.remove())))
     return adapters as AdapterSet<ConfigOf<Variants[number]>>

@@ -7,7 +7,7 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -179,5 +179,35 @@ describe("PEFT save/load dispatch on the variant's format", () => {
     expect(error).toBeInstanceOf(NoPeftFormat)
     expect(error.message).toContain("'unsaveable' has no PEFT format")
     expect(() => readFileSync(`${dir}/unsaveable/adapter_config.json`)).toThrow()
+  })
+})
+
+describe("loadAdapter checks a file before allocating", () => {
+  it("an absurd rank in adapter_config.json is a typed error before any adapter is created; invalid UTF-8 names its byte", async () => {
+    const layer = makeLayer()
+    const set = AdapterSet.inject({ linears: () => [layer] }, outer, config, { seed: 8 })
+    await Effect.runPromise(Effect.provide(saveAdapter(`${dir}/shapes`, set), NodeFileSystem.layer))
+    set.remove()
+    // A variant whose config asks for a million-row u: the file's [5, 1] must be refused before that is allocated.
+    const wide = defineAdapter({
+      name: "outer",
+      format: outerFormat,
+      tensors: (l, _c: OuterConfig) => ({ u: { shape: [l.outFeatures, 1_000_000], init: init.zeros, key: "outer_u.weight" }, v: { shape: [1_000_000, l.inFeatures], init: init.zeros, key: "outer_v.weight" } }),
+      forward: ({ base }) => base,
+      delta: ({ layer: l }) => tf.zeros([l.outFeatures, l.inFeatures])
+    })
+    let created = 0
+    const counted = { ...wide, create: (...args: Parameters<typeof wide.create>) => (created++, wide.create(...args)) }
+    const error = await Effect.runPromise(Effect.provide(Effect.flip(loadAdapter(`${dir}/shapes`, { linears: () => [layer] }, [counted])), NodeFileSystem.layer))
+    expect(error).toBeInstanceOf(ShapeMismatch)
+    expect(error.message).toBe("shape mismatch for blocks.0.fc.outer_u.weight: expected [5, 1000000], got [5, 1]")
+    expect(created).toBe(0)
+    expect(layer.adapter).toBeUndefined()
+
+    writeFileSync(`${dir}/shapes/adapter_config.json`, Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]))
+    const utf8 = await Effect.runPromise(Effect.provide(Effect.flip(loadAdapter(`${dir}/shapes`, { linears: () => [layer] }, [outer])), NodeFileSystem.layer))
+    expect(utf8).toBeInstanceOf(InvalidCheckpoint)
+    expect(utf8.message).toBe(`invalid checkpoint ${dir}/shapes/adapter_config.json: not valid UTF-8 at byte 2`)
+    layer.dispose()
   })
 })
