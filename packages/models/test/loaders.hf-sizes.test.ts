@@ -1,31 +1,22 @@
 // Issue 10 items 6 and 8: config.json's sizes are bounded and checked against the safetensors
 // headers before anything is built; NaN/Inf weights load with a warning naming the tensor.
-import type { FileSystem } from "@effect/platform"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import "@tensorflow/tfjs-backend-cpu"
 import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { ConfigError, InvalidCheckpoint, Safetensors } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Exit } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loadHfModel } from "../src/loaders/HfCheckpoint.js"
 import { saveHfModel } from "../src/loaders/HfWriter.js"
 import { disposeWeights } from "../src/loaders/LoadedCheckpoint.js"
 import type { ModelConfig } from "../src/ModelConfig.js"
-import { disposeAll, randomWeights, removeTempDirs, tempDir, tinyLlama, tinyOpt } from "./fixtures/loaders.js"
+import { disposeAll, failure, randomWeights, removeTempDirs, run, tempDir, tinyLlama, tinyOpt } from "./fixtures/loaders.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
 })
 afterAll(removeTempDirs)
 
-const run = <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<A> => Effect.runPromise(Effect.provide(effect, NodeFileSystem.layer))
-const failure = async <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<E> => {
-  const exit = await Effect.runPromiseExit(Effect.provide(Effect.flip(effect), NodeFileSystem.layer))
-  if (Exit.isFailure(exit)) throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
-  return exit.value
-}
 
 const savedTiny = async (config: ModelConfig = tinyLlama()) => {
   const dir = tempDir()

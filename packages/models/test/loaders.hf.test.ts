@@ -1,11 +1,8 @@
-import type { FileSystem } from "@effect/platform"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import "@tensorflow/tfjs-backend-cpu"
 import { readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { ConfigError, FileError, InvalidCheckpoint, Safetensors, ShapeMismatch } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Exit } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { loadHfModel } from "../src/loaders/HfCheckpoint.js"
 import { toHfConfig } from "../src/loaders/HfConfig.js"
@@ -14,19 +11,13 @@ import { disposeWeights, type LoadedCheckpoint } from "../src/loaders/LoadedChec
 import { halfToInterleaved, interleavedToHalf } from "../src/loaders/RopePermutation.js"
 import { hfWeightShapes } from "../src/loaders/WeightSpec.js"
 import type { ModelConfig } from "../src/ModelConfig.js"
-import { disposeAll, maxAbsDiff, randomWeights, removeTempDirs, tempDir, tinyLlama, tinyOpt } from "./fixtures/loaders.js"
+import { disposeAll, failure, maxAbsDiff, randomWeights, removeTempDirs, run, tempDir, tinyLlama, tinyOpt } from "./fixtures/loaders.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
 })
 afterAll(removeTempDirs)
 
-const run = <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<A> => Effect.runPromise(Effect.provide(effect, NodeFileSystem.layer))
-const failure = async <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<E> => {
-  const exit = await Effect.runPromiseExit(Effect.provide(Effect.flip(effect), NodeFileSystem.layer))
-  if (Exit.isFailure(exit)) throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
-  return exit.value
-}
 
 /** Saves random weights for `config` and returns them (caller disposes). */
 const saveRandom = async (dir: string, config: ModelConfig, seed = 7, options: Parameters<typeof saveHfModel>[3] = {}) => {

@@ -7,6 +7,7 @@ import { Effect, Exit } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { decodeLlama2c } from "../src/loaders/Llama2c.js"
 import { disposeWeights } from "../src/loaders/LoadedCheckpoint.js"
+import { writeRopeTables } from "./fixtures/loaders.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -29,14 +30,7 @@ export const llama2cFile = (h: { dim: number; hidden: number; layers: number; he
   const view = new DataView(bytes.buffer)
   ;[dim, hidden, layers, heads, kvHeads, vocab, seqLen].forEach((x, i) => view.setInt32(4 * i, x, true))
   for (let k = 0; k < floats; k++) view.setFloat32(28 + 4 * k, k * 1e-3, true)
-  const half = headDim / 2
-  for (let p = 0; p < seqLen; p++) {
-    for (let j = 0; j < half; j++) {
-      const angle = p * Math.pow(10000, (-2 * j) / headDim)
-      view.setFloat32(28 + 4 * (before + p * half + j), Math.cos(angle), true)
-      view.setFloat32(28 + 4 * (before + seqLen * half + p * half + j), Math.sin(angle), true)
-    }
-  }
+  writeRopeTables(view, before, seqLen, headDim)
   return bytes
 }
 

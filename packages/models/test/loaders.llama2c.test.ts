@@ -14,7 +14,7 @@ import { disposeWeights } from "../src/loaders/LoadedCheckpoint.js"
 import { interleavedToHalf } from "../src/loaders/RopePermutation.js"
 import { hfWeightShapes } from "../src/loaders/WeightSpec.js"
 import type { LlamaConfig } from "../src/ModelConfig.js"
-import { maxAbsDiff, removeTempDirs, SHARED_DATA_MISSING, STORIES260K, tempDir } from "./fixtures/loaders.js"
+import { maxAbsDiff, removeTempDirs, SHARED_DATA_MISSING, STORIES260K, tempDir, writeRopeTables } from "./fixtures/loaders.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -39,13 +39,7 @@ const synthetic = (header: ReadonlyArray<number>, floats: number): Uint8Array =>
   const half = headDim / 2
   const before = Math.abs(vocab) * dim + layers * (2 * dim + 2 * dim * dim + 2 * kvHeads * headDim * dim + 3 * hidden * dim) + dim
   if (header.length === 7 && Number.isInteger(half) && 28 + 4 * (before + 2 * seqLen * half) <= bytes.byteLength) {
-    for (let p = 0; p < seqLen; p++) {
-      for (let j = 0; j < half; j++) {
-        const angle = p * Math.pow(10000, (-2 * j) / headDim)
-        view.setFloat32(28 + 4 * (before + p * half + j), Math.cos(angle), true)
-        view.setFloat32(28 + 4 * (before + seqLen * half + p * half + j), Math.sin(angle), true)
-      }
-    }
+    writeRopeTables(view, before, seqLen, headDim)
   }
   return bytes
 }

@@ -1,11 +1,8 @@
-import type { FileSystem } from "@effect/platform"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import "@tensorflow/tfjs-backend-cpu"
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { FileError, ShapeMismatch } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Exit } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CausalLM } from "../src/CausalLM.js"
 import { Llama } from "../src/Llama.js"
@@ -16,19 +13,13 @@ import { disposeWeights } from "../src/loaders/LoadedCheckpoint.js"
 import { loadCheckpoint, loadModelWith } from "../src/loaders/LoadModel.js"
 import type { ModelConfig } from "../src/ModelConfig.js"
 import { Opt } from "../src/Opt.js"
-import { maxAbsDiff, removeTempDirs, SHARED_DATA_MISSING, STORIES260K, tempDir, TOK512, tinyLlama, tinyOpt } from "./fixtures/loaders.js"
+import { failure, maxAbsDiff, removeTempDirs, run, SHARED_DATA_MISSING, STORIES260K, tempDir, tinyLlama, tinyOpt, TOK512 } from "./fixtures/loaders.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
 })
 afterAll(removeTempDirs)
 
-const run = <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<A> => Effect.runPromise(Effect.provide(effect, NodeFileSystem.layer))
-const failure = async <A, E>(effect: Effect.Effect<A, E, FileSystem.FileSystem>): Promise<E> => {
-  const exit = await Effect.runPromiseExit(Effect.provide(Effect.flip(effect), NodeFileSystem.layer))
-  if (Exit.isFailure(exit)) throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
-  return exit.value
-}
 
 const initModel = (config: ModelConfig, seed: number): CausalLM => (config.modelType === "opt" ? Opt.init(config, seed) : Llama.init(config, seed))
 
