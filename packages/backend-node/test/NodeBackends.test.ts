@@ -239,6 +239,6 @@ describe("selection through Backend.layer", () => {
 
   it("explicit node when only node-gpu was given lists what was", async () => {
     const e = Either.getOrThrow(Either.flip(await select("node", [workingGpu])))
-    expect(e.reason).toBe("no provider for it is given (registered: node-gpu)")
+    expect(e.reason).toBe("no provider for it is given (given: node-gpu)")
   })
 })

@@ -150,6 +150,9 @@ const ensureNavigatorGpu = (options: WebGpuOptions): Effect.Effect<GpuLike, Retu
     return gpu
   })
 
+/** A Node built-in by a non-literal specifier, so browser bundles (which never probe quietly) do not follow it. */
+const importNode = (specifier: string): Promise<unknown> => import(/* @vite-ignore */ specifier)
+
 /** What the child process of a quiet probe found. */
 export interface QuietProbeResult {
   /** The adapter's description, or null when Dawn found none. */
@@ -191,9 +194,9 @@ const dawnWarnings = (stderr: string): ReadonlyArray<string> =>
  */
 export const probeAdapterQuietly = (options: WebGpuOptions = {}): Effect.Effect<QuietProbeResult, ReturnType<typeof unavailable>> =>
   Effect.gen(function* () {
-    const { createRequire } = yield* Effect.promise(() => import("node:module"))
-    const { pathToFileURL } = yield* Effect.promise(() => import("node:url"))
-    const { execFile } = yield* Effect.promise(() => import("node:child_process"))
+    const { createRequire } = (yield* Effect.promise(() => importNode("node:module"))) as typeof import("node:module")
+    const { pathToFileURL } = (yield* Effect.promise(() => importNode("node:url"))) as typeof import("node:url")
+    const { execFile } = (yield* Effect.promise(() => importNode("node:child_process"))) as typeof import("node:child_process")
     const url = yield* Effect.try({
       try: () => pathToFileURL(createRequire(import.meta.url).resolve("webgpu")).href,
       catch: () => unavailable("the `webgpu` package (Dawn for Node) is not installed")
