@@ -17,8 +17,8 @@ export const lora = defineAdapter({
   name: "lora",
   format: loraFormat,
   tensors: (layer, config: LoraConfig) => ({
-    loraA: { shape: [config.r, layer.inFeatures], init: config.init === "gaussian" ? init.normal(1 / config.r) : init.kaimingUniform, key: "lora_A.weight" },
-    loraB: { shape: [layer.outFeatures, config.r], init: init.zeros, key: "lora_B.weight" }
+    loraA: { shape: [config.r, layer.inFeatures], init: config.init === "gaussian" ? init.normal(1 / config.r) : init.kaimingUniform, trainable: config.freeze !== "A", key: "lora_A.weight" },
+    loraB: { shape: [layer.outFeatures, config.r], init: init.zeros, trainable: config.freeze !== "B", key: "lora_B.weight" }
   }),
   forward: ({ x, base, tensors: { loraA, loraB }, config, dropout }) =>
     // Scale the narrow [n, r] intermediate rather than the [n, out] result.

@@ -1,12 +1,16 @@
 /**
  * LoRA configuration, decoded with Schema. Field names are camelCase here and snake_case in PEFT's
- * `adapter_config.json` (`PeftAdapter.ts` maps between them); defaults follow PEFT's `LoraConfig`.
+ * `adapter_config.json` (`LoraFormat.ts` maps between them); defaults follow PEFT's `LoraConfig`.
  */
 import { FiniteNumber, PositiveInt, Probability, TargetModulesSchema } from "@peftkit/core"
 import { Schema } from "effect"
 
 export const LoraInit = Schema.Literal("kaiming", "gaussian")
 export type LoraInit = typeof LoraInit.Type
+
+/** Which factor stays at its initialisation: "A" is FFA-LoRA (Sun et al. 2024), only B trains. */
+export const LoraFreeze = Schema.Literal("none", "A", "B")
+export type LoraFreeze = typeof LoraFreeze.Type
 
 /**
  * The largest rank a config may ask for. A rank above min(in, out) of a layer adds nothing, and no
@@ -26,6 +30,12 @@ export const LoraConfig = Schema.Struct({
   useRslora: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** A's initialisation: kaiming-uniform (a = sqrt 5, PEFT's default) or gaussian (std 1/r). B starts at zero. */
   init: Schema.optionalWith(LoraInit, { default: () => "kaiming" as const }),
+  /**
+   * A factor that does not train: "A" is FFA-LoRA (A frozen at its random init, only B trains),
+   * "B" trains only A (B must then be given a non-zero start, e.g. by a chain policy). Frozen
+   * factors are still saved, so the file is a plain PEFT LoRA.
+   */
+  freeze: Schema.optionalWith(LoraFreeze, { default: () => "none" as const }),
   /** Which linear layers to adapt (PEFT semantics: regex string, list of names/suffixes, or "all-linear"). */
   targetModules: Schema.optionalWith(TargetModulesSchema, { default: () => ["q_proj", "v_proj"] })
 })
