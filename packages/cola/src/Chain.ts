@@ -37,7 +37,7 @@ export interface ChainOptions<Config extends ChainableConfig> {
   /** The adapter config of the first link (later links change only `r` when `ranks` is set). */
   readonly adapterConfig: Config
   readonly chain: ChainConfigInput
-  /** How the chain's parameters map to optimizer groups (e.g. `loraPlusGroups`); one group by default. */
+  /** How the chain's parameters map to optimizer groups; by default the variant's (LoRA+ from `loraConfig({ loraPlusRatio })`). */
   readonly groups?: (params: ReadonlyArray<Parameter>) => ReadonlyArray<ParameterGroup>
 }
 
@@ -85,7 +85,7 @@ export class Chain<Config extends ChainableConfig> {
   /** Optimizer groups for the current link's parameters. */
   parameterGroups(): ReadonlyArray<ParameterGroup> {
     const params = this.adapters.parameters()
-    return this.options.groups?.(params) ?? [{ params }]
+    return this.options.groups?.(params) ?? this.adapters.parameterGroups()
   }
 
   /** Attaches the optimizer the chain resets at knots, and hands it the first link's parameters. */

@@ -67,6 +67,19 @@ describe("chain config", () => {
   })
 })
 
+describe("optimizer groups", () => {
+  it("follow the variant's setting (LoRA+ from loraPlusRatio) on every link, after a knot too", async () => {
+    const layers = ["q_proj", "v_proj"].map((name, i) => new Linear(`model.layers.0.self_attn.${name}`, tf.randomNormal<tf.Rank.R2>([4, 4], 0, 1, "float32", i + 1)))
+    const chain = Chain.make({ model: { linears: () => layers }, variant: lora, adapterConfig: loraConfig({ r: 2, loraPlusRatio: 16, targetModules: ["q_proj", "v_proj"] }), chain: { totalSteps: 10, links: 2 } })
+    const optimizer = chain.attach(adamw([], { weightDecay: 0 }))
+    expect(optimizer.groups.map((g) => [g.params.length, g.lrScale])).toEqual([[2, undefined], [2, 16]])
+    await Effect.runPromise(chain.knot(5))
+    expect(optimizer.groups.map((g) => [g.params.length, g.lrScale])).toEqual([[2, undefined], [2, 16]])
+    optimizer.dispose()
+    chain.adapters.remove()
+  })
+})
+
 describe("a knot", () => {
   it("adds exactly the link's delta to W, freshly initialises the factors, and zeroes the optimizer state", async () => {
     const { layers, cola, optimizer, trainFor } = setup({ totalSteps: 40, knots: [20], seed: 11 })

@@ -9,7 +9,7 @@
  * and the rest of these interfaces is derived. `@peftkit/lora` is the reference.
  */
 import type * as tf from "@tensorflow/tfjs-core"
-import type { Parameter } from "./Parameter.js"
+import type { Parameter, ParameterGroup } from "./Parameter.js"
 import type { PeftFormat } from "./PeftFormat.js"
 import type { TargetModules } from "./TargetModules.js"
 
@@ -82,4 +82,9 @@ export interface AdapterVariant<Config> {
    * allocating anything: loaders check a file against them before creating adapters.
    */
   readonly shapes?: (target: LinearTarget, config: Config) => Readonly<Record<string, ReadonlyArray<number>>>
+  /**
+   * How the adapters' parameters map to optimizer groups under `config` (LoRA+: B at a higher
+   * learning rate); one group when absent. `AdapterSet.parameterGroups()` applies it.
+   */
+  readonly groups?: (params: ReadonlyArray<Parameter>, config: Config) => ReadonlyArray<ParameterGroup>
 }

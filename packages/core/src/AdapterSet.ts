@@ -7,7 +7,7 @@ import type * as tf from "@tensorflow/tfjs-core"
 import type { AdaptableModel, PeftRowOrder } from "./AdaptableModel.js"
 import type { Adapter, AdapterConfigBase, AdapterVariant } from "./Adapter.js"
 import type { Linear } from "./Linear.js"
-import type { Parameter } from "./Parameter.js"
+import type { Parameter, ParameterGroup } from "./Parameter.js"
 import { mixSeed } from "./Seed.js"
 import { selectTargets, type TargetModules } from "./TargetModules.js"
 
@@ -69,6 +69,12 @@ export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
   /** All trainable adapter parameters, in module order. */
   parameters(): ReadonlyArray<Parameter> {
     return this.entries.flatMap(({ adapter }) => adapter.parameters())
+  }
+
+  /** The parameters as optimizer groups, as the variant maps them under this config (LoRA+); one group by default. */
+  parameterGroups(): ReadonlyArray<ParameterGroup> {
+    const params = this.parameters()
+    return this.variant.groups?.(params, this.config) ?? [{ params }]
   }
 
   /** PEFT-style state dict: `<module name>.<suffix>` -> tensor (copies the caller owns). */

@@ -13,7 +13,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import type { Adapter, AdapterVariant, LinearTarget } from "./Adapter.js"
 import { InvalidCheckpoint, ShapeMismatch } from "./Errors.js"
-import type { Parameter } from "./Parameter.js"
+import type { Parameter, ParameterGroup } from "./Parameter.js"
 import type { PeftFormat } from "./PeftFormat.js"
 import { mixSeed } from "./Seed.js"
 
@@ -64,6 +64,8 @@ export interface AdapterDefinition<Config, Names extends string> {
   readonly deltaDependsOnWeight?: boolean
   /** How the variant reads and writes Hugging Face PEFT's files; without it, saving as PEFT is a typed error. */
   readonly format?: PeftFormat<Config>
+  /** Optimizer groups for the adapters' parameters under `config` (LoRA+); one group when absent. */
+  readonly groups?: (params: ReadonlyArray<Parameter>, config: Config) => ReadonlyArray<ParameterGroup>
 }
 
 /** Initialisers that match PyTorch/PEFT's defaults. */
@@ -91,6 +93,7 @@ const tensorSeed = (seed: number, index: number): number => (index === 0 && seed
 export const defineAdapter = <Config, Names extends string>(definition: AdapterDefinition<Config, Names>): AdapterVariant<Config> => ({
   name: definition.name,
   ...(definition.format === undefined ? {} : { format: definition.format }),
+  ...(definition.groups === undefined ? {} : { groups: definition.groups }),
   shapes: (layer, config) => Object.fromEntries(Object.values<TensorSpec>(definition.tensors(layer, config)).map((spec) => [spec.key, spec.shape])),
   create: (layer, config, seed) => new DefinedAdapter(definition, layer, config, seed)
 })

@@ -8,6 +8,7 @@ import { decodeConfigSync, defineAdapter, type DefinedAdapter, init } from "@pef
 import * as tf from "@tensorflow/tfjs-core"
 import { LoraConfig, type LoraConfigInput, loraScale } from "./LoraConfig.js"
 import { loraFormat } from "./LoraFormat.js"
+import { loraPlusGroups } from "./LoraPlus.js"
 
 /** A LoRA adapter on one layer: `tensors.loraA` [r, in], `tensors.loraB` [out, r]. */
 export type LoraAdapter = DefinedAdapter<LoraConfig, "loraA" | "loraB">
@@ -25,6 +26,8 @@ export const lora = defineAdapter({
     tf.add(base, tf.matMul(tf.mul(tf.matMul(dropout(x, config.dropout), loraA, false, true), loraScale(config)), loraB, false, true)),
   // (scale B) A, the product of `factors`, so replaying saved factors is bit-exact.
   delta: ({ tensors: { loraA, loraB }, config }) => tf.matMul(tf.mul(loraB, loraScale(config)), loraA),
+  // LoRA+ as a setting: with `loraPlusRatio`, B is its own optimizer group at that multiple of the rate.
+  groups: (params, config) => (config.loraPlusRatio === undefined ? [{ params }] : loraPlusGroups(params, config.loraPlusRatio)),
   // The scale folded into b, so factors concatenate across chain links.
   factors: ({ tensors: { loraA, loraB }, config }) => ({ a: loraA, b: tf.mul(loraB, loraScale(config)) })
 })

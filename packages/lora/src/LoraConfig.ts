@@ -36,6 +36,8 @@ export const LoraConfig = Schema.Struct({
    * factors are still saved, so the file is a plain PEFT LoRA.
    */
   freeze: Schema.optionalWith(LoraFreeze, { default: () => "none" as const }),
+  /** LoRA+ (Hayou et al. 2024): B trains at this many times A's learning rate (16 in the paper); off when absent. */
+  loraPlusRatio: Schema.optional(FiniteNumber.pipe(Schema.positive({ message: () => "must be a positive number" }))),
   /** Which linear layers to adapt (PEFT semantics: regex string, list of names/suffixes, or "all-linear"). */
   targetModules: Schema.optionalWith(TargetModulesSchema, { default: () => ["q_proj", "v_proj"] })
 })

@@ -20,7 +20,7 @@ export const loraMethod: TrainingMethod = {
       const config = adapterConfigOf(options)
       model.setTrainable(false)
       const adapters = AdapterSet.inject(model, lora, config, { seed: options.seed })
-      optimizer.setParameters([{ params: adapters.parameters() }])
+      optimizer.setParameters(adapters.parameterGroups())
       return {
         describe: describeAdapter(options),
         hooks: [],
