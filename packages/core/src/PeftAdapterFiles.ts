@@ -40,9 +40,9 @@ export interface PeftSaveOptions {
   readonly taskType?: string | null
   /**
    * The model's output-row order (`model.peftRowOrder`): per-output-row tensors of the modules it
-   * names are written in the order of the model's Hugging Face form. Pass it whenever the adapter
-   * was trained on a model that has one (a llama2.c checkpoint); omitting it writes the model's own
-   * row order, which PEFT on the HF model reads wrongly.
+   * names are written in the order of the model's Hugging Face form. `saveAdapter` takes it from the
+   * adapter set (which took it from the model); pass it when writing raw tensors of a model that has
+   * one (a llama2.c checkpoint), or PEFT on the HF model reads them wrongly.
    */
   readonly rowOrder?: PeftRowOrder | undefined
 }

@@ -153,11 +153,6 @@ export const trainStep = <Batch>(
     return value
   })
 
-/**
- * Runs the loop. Requires a `ProgressReporter` and a `MetricsLog`. Fails with `ConfigError` on bad
- * options (before any step), `NonFiniteLoss`, the typed errors a step throws (`ShapeMismatch`, ...),
- * a metrics-file `FileError`, or what the hooks, `evaluate` and `checkpoint` fail with.
- */
 /** A macrotask turn (setImmediate in Node, tens of microseconds; a 0 ms timeout elsewhere). */
 const yieldToEventLoop = (): Promise<void> =>
   new Promise((resolve) => {
@@ -166,6 +161,11 @@ const yieldToEventLoop = (): Promise<void> =>
     else setTimeout(resolve, 0)
   })
 
+/**
+ * Runs the loop. Requires a `ProgressReporter` and a `MetricsLog`. Fails with `ConfigError` on bad
+ * options (before any step), `NonFiniteLoss`, the typed errors a step throws (`ShapeMismatch`, ...),
+ * a metrics-file `FileError`, or what the hooks, `evaluate` and `checkpoint` fail with.
+ */
 export const train = <Batch, E = never, R = never>(
   options: TrainOptions<Batch, E, R>
 ): Effect.Effect<TrainingResult, E | NonFiniteLoss | NonFiniteWeights | TrainingInterrupted | ThrownError | FileError, R | ProgressReporter | MetricsLog> =>

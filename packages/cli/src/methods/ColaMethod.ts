@@ -20,7 +20,7 @@ export const colaMethod: TrainingMethod = {
         model,
         variant: lora,
         adapterConfig: adapterConfigOf(options),
-        chain: { totalSteps: steps, links: Math.min(options.links, steps), optimizerAtKnot: options.knotOptimizer, warmupSteps: options.linkWarmup, seed: options.seed }
+        chain: { totalSteps: steps, links: options.links, optimizerAtKnot: options.knotOptimizer, warmupSteps: options.linkWarmup, seed: options.seed }
       })
       chain.attach(optimizer)
       return {
@@ -32,7 +32,7 @@ export const colaMethod: TrainingMethod = {
         save: (out, baseModel) =>
           Effect.gen(function* () {
             const exported = yield* exportChain(chain)
-            yield* saveChainLora(out, exported, { baseModel, taskType: "CAUSAL_LM", rowOrder: model.peftRowOrder })
+            yield* saveChainLora(out, exported, { baseModel, taskType: "CAUSAL_LM" })
             return `saved the ${chain.links}-link chain as one PEFT LoRA of rank ${exported.rank}: ${out}`
           })
       }

@@ -27,7 +27,7 @@ export const loraMethod: TrainingMethod = {
         schedule: (base) => base,
         checkpointFiles: () =>
           // LoRA always has a PEFT format, so `NoPeftFormat` cannot happen here.
-          Effect.map(Effect.orDie(adapterSetFiles(adapters, { rowOrder: model.peftRowOrder })), (files) => ({
+          Effect.map(Effect.orDie(adapterSetFiles(adapters)), (files) => ({
             ...files,
             [RANDOM_STATE_FILE]: `${JSON.stringify(adapters.randomState(), null, 2)}\n`
           })),
@@ -40,11 +40,11 @@ export const loraMethod: TrainingMethod = {
               catch: () => new InvalidCheckpoint({ path: `${dir}/${RANDOM_STATE_FILE}`, reason: "not JSON" })
             })
             const random = yield* decodeConfig(RandomState, json, "random_state")
-            yield* restoreAdapterWeights(dir, adapters, { rowOrder: model.peftRowOrder })
+            yield* restoreAdapterWeights(dir, adapters)
             adapters.setRandomState(random)
           }),
         save: (out, baseModel) =>
-          Effect.as(saveAdapter(out, adapters, { baseModel, taskType: "CAUSAL_LM", rowOrder: model.peftRowOrder }), `saved the adapter (PEFT layout): ${out}`)
+          Effect.as(saveAdapter(out, adapters, { baseModel, taskType: "CAUSAL_LM" }), `saved the adapter (PEFT layout): ${out}`)
       }
     })
 }
