@@ -86,8 +86,9 @@ export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
     return out
   }
 
-  merge(): void {
-    for (const { layer } of this.entries) layer.merge()
+  /** W <- W + scale delta on every adapted layer (`scale` is a merge step size; 1 by default). */
+  merge(scale = 1): void {
+    for (const { layer } of this.entries) layer.merge(scale)
   }
 
   unmerge(): void {

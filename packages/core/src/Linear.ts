@@ -16,6 +16,8 @@ export class Linear implements LinearTarget {
   private isMerged = false
   /** The delta added by `merge`, kept only for variants whose delta depends on W. */
   private mergedDelta: tf.Tensor2D | undefined = undefined
+  /** The scale the current merge used, so `unmerge` subtracts what was added. */
+  private mergeScale = 1
 
   constructor(
     readonly name: string,
@@ -99,20 +101,26 @@ export class Linear implements LinearTarget {
     })
   }
 
-  /** W <- W + delta, computed and added in float32. No-op when already merged or without adapter. */
-  merge(): void {
+  /**
+   * W <- W + scale delta, computed and added in float32. No-op when already merged or without
+   * adapter. `scale` below 1 is a step size (XGBLoRA merges each link that way).
+   */
+  merge(scale = 1): void {
     const adapter = this.hosted
     if (adapter === undefined || this.isMerged) return
-    const delta = adapter.delta(this)
-    if (!tf.util.arraysEqual(delta.shape, this.weight.shape)) {
-      delta.dispose()
-      throw new ShapeMismatch({ what: `delta of ${this.name}`, expected: this.weight.shape, actual: delta.shape })
+    const raw = adapter.delta(this)
+    if (!tf.util.arraysEqual(raw.shape, this.weight.shape)) {
+      raw.dispose()
+      throw new ShapeMismatch({ what: `delta of ${this.name}`, expected: this.weight.shape, actual: raw.shape })
     }
+    const delta = scale === 1 ? raw : tf.tidy(() => tf.mul(raw, scale) as tf.Tensor2D)
+    if (delta !== raw) raw.dispose()
     tf.tidy(() => {
       this.weight.assign(tf.add(this.weight, delta))
     })
     if (adapter.deltaDependsOnWeight === true) this.mergedDelta = delta
     else delta.dispose()
+    this.mergeScale = scale
     this.isMerged = true
   }
 
@@ -120,7 +128,7 @@ export class Linear implements LinearTarget {
   unmerge(): void {
     const adapter = this.hosted
     if (adapter === undefined || !this.isMerged) return
-    const delta = this.mergedDelta ?? adapter.delta(this)
+    const delta = this.mergedDelta ?? tf.tidy(() => (this.mergeScale === 1 ? adapter.delta(this) : (tf.mul(adapter.delta(this), this.mergeScale) as tf.Tensor2D)))
     tf.tidy(() => {
       this.weight.assign(tf.sub(this.weight, delta))
     })
@@ -130,11 +138,11 @@ export class Linear implements LinearTarget {
   }
 
   /**
-   * Folds the adapter's update into W for good (merging first if needed): afterwards the adapter
+   * Folds the adapter's update (times `scale`) into W for good (merging first if needed): afterwards the adapter
    * counts as unmerged again, so the caller re-initialises it before the next forward (a COLA knot).
    */
-  commitMerge(): void {
-    this.merge()
+  commitMerge(scale = 1): void {
+    this.merge(scale)
     this.forgetMerge()
   }
 

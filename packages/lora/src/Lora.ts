@@ -17,10 +17,16 @@ export type LoraAdapter = DefinedAdapter<LoraConfig, "loraA" | "loraB">
 export const lora = defineAdapter({
   name: "lora",
   format: loraFormat,
-  tensors: (layer, config: LoraConfig) => ({
-    loraA: { shape: [config.r, layer.inFeatures], init: config.init === "gaussian" ? init.normal(1 / config.r) : init.kaimingUniform, trainable: config.freeze !== "A", key: "lora_A.weight" },
-    loraB: { shape: [layer.outFeatures, config.r], init: init.zeros, trainable: config.freeze !== "B", key: "lora_B.weight" }
-  }),
+  tensors: (layer, config: LoraConfig) => {
+    const random = config.init === "gaussian" ? init.normal(1 / config.r) : init.kaimingUniform
+    // One factor starts at zero so a fresh adapter changes nothing; with B frozen (RAC-LoRA's other
+    // draw) that factor is A and B holds the random start.
+    const bFrozen = config.freeze === "B"
+    return {
+      loraA: { shape: [config.r, layer.inFeatures], init: bFrozen ? init.zeros : random, trainable: config.freeze !== "A", key: "lora_A.weight" },
+      loraB: { shape: [layer.outFeatures, config.r], init: bFrozen ? random : init.zeros, trainable: !bFrozen, key: "lora_B.weight" }
+    }
+  },
   forward: ({ x, base, tensors: { loraA, loraB }, config, dropout }) =>
     // Scale the narrow [n, r] intermediate rather than the [n, out] result.
     tf.add(base, tf.matMul(tf.mul(tf.matMul(dropout(x, config.dropout), loraA, false, true), loraScale(config)), loraB, false, true)),

@@ -32,8 +32,8 @@ export const LoraConfig = Schema.Struct({
   init: Schema.optionalWith(LoraInit, { default: () => "kaiming" as const }),
   /**
    * A factor that does not train: "A" is FFA-LoRA (A frozen at its random init, only B trains),
-   * "B" trains only A (B must then be given a non-zero start, e.g. by a chain policy). Frozen
-   * factors are still saved, so the file is a plain PEFT LoRA.
+   * "B" trains only A (then B draws the random start and A starts at zero: RAC-LoRA's other draw).
+   * Frozen factors are still saved, so the file is a plain PEFT LoRA.
    */
   freeze: Schema.optionalWith(LoraFreeze, { default: () => "none" as const }),
   /** LoRA+ (Hayou et al. 2024): B trains at this many times A's learning rate (16 in the paper); off when absent. */
