@@ -14,9 +14,12 @@ import { Effect } from "effect"
 import { type ChainConfig, type ChainConfigInput, chainConfig, knotSteps } from "./ChainConfig.js"
 import { readHost } from "./internal/readHost.js"
 
-/** One finished link of one layer, kept on the host: factors when the variant has them, else the dense delta. */
+/**
+ * One finished link of one layer, kept on the host: factors when the variant has them (the merge was
+ * W <- rowScale (W + b a), rowScale 1 when absent), else the dense delta.
+ */
 export type LinkUpdate =
-  | { readonly kind: "factors"; readonly rank: number; readonly a: Float32Array; readonly b: Float32Array }
+  | { readonly kind: "factors"; readonly rank: number; readonly a: Float32Array; readonly b: Float32Array; readonly rowScale?: Float32Array }
   | { readonly kind: "dense"; readonly delta: Float32Array }
 
 export interface LinkRecord {
@@ -140,9 +143,10 @@ export class Chain<Config extends ChainableConfig> {
       const updates = new Map<string, LinkUpdate>()
       for (const { layer, adapter } of self.adapters.entries) {
         if (adapter.factors !== undefined) {
-          const { a, b } = adapter.factors()
+          const { a, b, rowScale } = adapter.factors()
           const rank = a.shape[0]
-          updates.set(layer.name, { kind: "factors", rank, a: yield* readHost(a), b: yield* readHost(b) })
+          const scale = rowScale === undefined ? {} : { rowScale: yield* readHost(rowScale) }
+          updates.set(layer.name, { kind: "factors", rank, a: yield* readHost(a), b: yield* readHost(b), ...scale })
         } else {
           updates.set(layer.name, { kind: "dense", delta: yield* readHost(adapter.delta(layer)) })
         }

@@ -77,7 +77,13 @@ export const exportChain = <Config extends ChainableConfig>(chain: Chain<Config>
         parts.push(update)
       }
       // The current link is part of the update whether or not it is merged into W yet.
-      const { a, b } = adapter.factors()
+      const { a, b, rowScale } = adapter.factors()
+      if (rowScale !== undefined || parts.some((part) => "rowScale" in part && part.rowScale !== undefined)) {
+        a.dispose()
+        b.dispose()
+        rowScale?.dispose()
+        return yield* new InvalidCheckpoint({ path: "chain", tensor: layer.name, reason: `variant '${adapter.variant}' rescales rows (DoRA-like); its chain is not one plain LoRA` })
+      }
       parts.push({ rank: a.shape[0], a: yield* readHost(a), b: yield* readHost(b) })
       updates.push(concatenate(layer.name, layer.outFeatures, layer.inFeatures, parts))
     }

@@ -22,6 +22,13 @@ export interface LinearTarget {
   readonly bias: tf.Tensor1D | undefined
 }
 
+/** An update as factors: W <- rowScale (W + b a), row-wise; `rowScale` absent means 1 (delta = b a). */
+export interface AdapterFactors {
+  readonly a: tf.Tensor2D
+  readonly b: tf.Tensor2D
+  readonly rowScale?: tf.Tensor1D
+}
+
 export interface Adapter {
   /** Variant name, e.g. "lora". */
   readonly variant: string
@@ -45,11 +52,12 @@ export interface Adapter {
    */
   readonly deltaDependsOnWeight?: boolean
   /**
-   * Low-rank factors with `delta = b a` (b [out, k], a [k, in]), when the variant has them. The COLA
-   * chain uses them to export a whole chain as one LoRA by exact concatenation. New tensors the
-   * caller owns.
+   * Low-rank factors of the update, when the variant has them: merging sets
+   * W <- rowScale (W + b a), row-wise (b [out, k], a [k, in], rowScale [out]; without `rowScale`,
+   * delta = b a). DoRA's magnitude is such a row scale. The COLA chain uses them to export a whole
+   * chain as one adapter by exact concatenation. New tensors the caller owns.
    */
-  factors?(): { readonly a: tf.Tensor2D; readonly b: tf.Tensor2D }
+  factors?(): AdapterFactors
   /**
    * Random-stream position (dropout), so a resumed run draws the same masks; restored with
    * `setRandomState`. Omit when the variant draws no random numbers after initialisation.

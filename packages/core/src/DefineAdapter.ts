@@ -11,7 +11,7 @@
  * so a variant never asks which backend runs it.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import type { Adapter, AdapterVariant, LinearTarget } from "./Adapter.js"
+import type { Adapter, AdapterFactors, AdapterVariant, LinearTarget } from "./Adapter.js"
 import { InvalidCheckpoint, ShapeMismatch } from "./Errors.js"
 import type { Parameter, ParameterGroup } from "./Parameter.js"
 import type { PeftFormat } from "./PeftFormat.js"
@@ -58,8 +58,11 @@ export interface AdapterDefinition<Config, Names extends string> {
   readonly forward: (scope: ForwardScope<Config, Names>) => tf.Tensor
   /** The weight update, [out, in] float32: merging sets W <- W + delta (shape checked there). Runs inside `tf.tidy`. */
   readonly delta: (scope: AdapterScope<Config, Names>) => tf.Tensor
-  /** Low-rank factors with delta = b a (b [out, k], a [k, in]), when the variant has them. Runs inside `tf.tidy`. */
-  readonly factors?: (scope: AdapterScope<Config, Names>) => { readonly a: tf.Tensor; readonly b: tf.Tensor }
+  /**
+   * Low-rank factors, when the variant has them: merging sets W <- rowScale (W + b a) row-wise
+   * (b [out, k], a [k, in], rowScale [out]; without rowScale, delta = b a). Runs inside `tf.tidy`.
+   */
+  readonly factors?: (scope: AdapterScope<Config, Names>) => { readonly a: tf.Tensor; readonly b: tf.Tensor; readonly rowScale?: tf.Tensor }
   /** Set when `delta` depends on the current base weight (DoRA-like). */
   readonly deltaDependsOnWeight?: boolean
   /** How the variant reads and writes Hugging Face PEFT's files; without it, saving as PEFT is a typed error. */
@@ -103,7 +106,7 @@ export class DefinedAdapter<Config, Names extends string> implements Adapter {
   readonly variant: string
   readonly moduleName: string
   readonly deltaDependsOnWeight: boolean
-  readonly factors?: () => { readonly a: tf.Tensor2D; readonly b: tf.Tensor2D }
+  readonly factors?: () => AdapterFactors
   private readonly specs: ReadonlyArray<readonly [Names, TensorSpec]>
   /** The adapter's tensors, by the names its definition gave them. */
   readonly tensors: TensorValues<Names>
@@ -135,9 +138,14 @@ export class DefinedAdapter<Config, Names extends string> implements Adapter {
     if (factors !== undefined) {
       this.factors = () =>
         tf.tidy(() => {
-          const { a, b } = factors(this.scope(layer))
+          const { a, b, rowScale } = factors(this.scope(layer))
           // A factor returned as is (a variable) must be copied: the caller owns and disposes it.
-          return { a: (a === this.tensorsOf(a) ? a.clone() : a) as tf.Tensor2D, b: (b === this.tensorsOf(b) ? b.clone() : b) as tf.Tensor2D }
+          const owned = (t: tf.Tensor) => (t === this.tensorsOf(t) ? t.clone() : t)
+          return {
+            a: owned(a) as tf.Tensor2D,
+            b: owned(b) as tf.Tensor2D,
+            ...(rowScale === undefined ? {} : { rowScale: owned(rowScale) as tf.Tensor1D })
+          }
         })
     }
   }
