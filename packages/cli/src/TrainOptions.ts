@@ -8,6 +8,7 @@
 import { FiniteNumber, NonNegativeInt, PositiveInt, Probability, TargetModulesSchema } from "@peftkit/core"
 import { Schema } from "effect"
 import { knownBackendNames } from "./InstalledBackends.js"
+import { variantNames } from "./Variants.js"
 
 export const Method = Schema.Literal("lora", "cola", "full")
 export type Method = typeof Method.Type
@@ -25,10 +26,16 @@ export const TrainOptions = Schema.Struct({
   /** Where the task files live (the GLUE/SuperGLUE folders). */
   taskData: Schema.optional(Schema.String),
   method: Schema.optionalWith(Method, { default: () => "lora" as const }),
+  /** The adapter variant (`Variants.ts`): lora, dora, vera, ... */
+  variant: Schema.optionalWith(Schema.Literal(...variantNames), { default: () => "lora" as const }),
   rank: Schema.optionalWith(PositiveInt, { default: () => 8 }),
   alpha: Schema.optionalWith(FiniteNumber, { default: () => 16 }),
   dropout: Schema.optionalWith(Probability, { default: () => 0 }),
   rslora: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  /** A factor that does not train: A is FFA-LoRA (only B trains). */
+  freeze: Schema.optionalWith(Schema.Literal("none", "A", "B"), { default: () => "none" as const }),
+  /** LoRA+: B's learning rate as a multiple of A's (16 in the paper); off when absent. */
+  loraPlusRatio: Schema.optional(FiniteNumber.pipe(Schema.positive())),
   /** COLA: number of links (the budget is split evenly). */
   links: Schema.optionalWith(PositiveInt, { default: () => 3 }),
   /** COLA: optimizer policy at each knot. */

@@ -1,8 +1,48 @@
 /**
- * The adapter variants the CLI can load from a PEFT directory: `eval`, `generate` and `merge`
- * dispatch an adapter's config to the first of these whose format accepts it.
+ * The adapter variants of the CLI. `trainableVariants` are what `peftkit train --variant` trains, each
+ * with the config it builds from `train`'s options; `installedVariants` are what `eval`, `generate`
+ * and `merge` load from a PEFT directory, by dispatching its config to the first variant whose
+ * format accepts it (so a more specific format, DoRA's `use_dora`, comes before plain LoRA's).
  */
 import type { AdapterVariant } from "@peftkit/core"
-import { lora } from "@peftkit/lora"
+import type { ChainableConfig } from "@peftkit/cola"
+import { lora, loraConfig } from "@peftkit/lora"
+import type { TrainOptions } from "./TrainOptions.js"
+
+export interface TrainableVariant {
+  readonly variant: AdapterVariant<any>
+  /** The adapter config from `train`'s options; throws `ConfigError` naming a bad field. */
+  readonly config: (options: TrainOptions) => ChainableConfig
+  /** One line for the log, e.g. "lora r=8 alpha=16". */
+  readonly describe: (options: TrainOptions) => string
+}
+
+const loraOptions = (options: TrainOptions) => ({
+  r: options.rank,
+  alpha: options.alpha,
+  dropout: options.dropout,
+  useRslora: options.rslora,
+  freeze: options.freeze,
+  targetModules: options.targetModules,
+  ...(options.loraPlusRatio === undefined ? {} : { loraPlusRatio: options.loraPlusRatio })
+})
+
+const describeLora = (options: TrainOptions): string =>
+  [
+    `r=${options.rank} alpha=${options.alpha}`,
+    options.rslora ? "rsLoRA" : "",
+    options.freeze === "none" ? "" : `${options.freeze} frozen`,
+    options.loraPlusRatio === undefined ? "" : `LoRA+ ratio ${options.loraPlusRatio}`
+  ]
+    .filter((part) => part !== "")
+    .join(", ")
+
+/** The names `--variant` accepts (declared apart from the table, which `TrainOptions` types depend on). */
+export const variantNames = ["lora"] as const
+export type VariantName = (typeof variantNames)[number]
+
+export const trainableVariants: Readonly<Record<VariantName, TrainableVariant>> = {
+  lora: { variant: lora, config: (options) => loraConfig(loraOptions(options)), describe: (options) => `lora ${describeLora(options)}` }
+}
 
 export const installedVariants: ReadonlyArray<AdapterVariant<any>> = [lora]

@@ -6,25 +6,25 @@
  */
 import { attempt } from "@peftkit/core"
 import { Chain, chainCheckpointFiles, exportChain, restoreChain, saveChainLora } from "@peftkit/cola"
-import { lora } from "@peftkit/lora"
 import { Effect } from "effect"
-import { adapterConfigOf, describeAdapter } from "./internal/adapterConfig.js"
+import { trainableVariants } from "../Variants.js"
 import type { TrainingMethod } from "./Method.js"
 
 export const colaMethod: TrainingMethod = {
   name: "cola",
   setup: ({ model, options, optimizer, steps }) =>
     attempt(() => {
+      const chosen = trainableVariants[options.variant]
       model.setTrainable(false)
       const chain = Chain.make({
         model,
-        variant: lora,
-        adapterConfig: adapterConfigOf(options),
+        variant: chosen.variant,
+        adapterConfig: chosen.config(options),
         chain: { totalSteps: steps, links: options.links, optimizerAtKnot: options.knotOptimizer, warmupSteps: options.linkWarmup, seed: options.seed }
       })
       chain.attach(optimizer)
       return {
-        describe: `${describeAdapter(options)}, ${chain.links} links (knots at ${chain.knots.join(", ") || "none"})`,
+        describe: `${chosen.describe(options)}, ${chain.links} links (knots at ${chain.knots.join(", ") || "none"})`,
         hooks: [chain.hook()],
         schedule: (base) => chain.schedule(base),
         checkpointFiles: () => chainCheckpointFiles(chain),

@@ -1,13 +1,12 @@
 /**
- * LoRA: adapters on the target modules, the base frozen; checkpoints hold the adapter in PEFT layout
+ * One adapter (LoRA or another `--variant`): adapters on the target modules, the base frozen; checkpoints hold the adapter in PEFT layout
  * plus its dropout stream, and the result is a PEFT adapter directory. Both are written with the
  * model's `peftRowOrder`, so they hold the rows of the model's Hugging Face form (a llama2.c model's
  * q/k rows in HF order) and load in PEFT on that form.
  */
 import { AdapterSet, adapterSetFiles, attempt, decodeConfig, InvalidCheckpoint, readCheckpointFile, restoreAdapterWeights, saveAdapter } from "@peftkit/core"
-import { lora } from "@peftkit/lora"
 import { Effect, Schema } from "effect"
-import { adapterConfigOf, describeAdapter } from "./internal/adapterConfig.js"
+import { trainableVariants } from "../Variants.js"
 import type { TrainingMethod } from "./Method.js"
 
 const RANDOM_STATE_FILE = "random_state.json"
@@ -17,16 +16,17 @@ export const loraMethod: TrainingMethod = {
   name: "lora",
   setup: ({ model, options, optimizer }) =>
     attempt(() => {
-      const config = adapterConfigOf(options)
+      const chosen = trainableVariants[options.variant]
+      const config = chosen.config(options)
       model.setTrainable(false)
-      const adapters = AdapterSet.inject(model, lora, config, { seed: options.seed })
+      const adapters = AdapterSet.inject(model, chosen.variant, config, { seed: options.seed })
       optimizer.setParameters(adapters.parameterGroups())
       return {
-        describe: describeAdapter(options),
+        describe: chosen.describe(options),
         hooks: [],
         schedule: (base) => base,
         checkpointFiles: () =>
-          // LoRA always has a PEFT format, so `NoPeftFormat` cannot happen here.
+          // Every trainable variant has a PEFT format, so `NoPeftFormat` cannot happen here.
           Effect.map(Effect.orDie(adapterSetFiles(adapters)), (files) => ({
             ...files,
             [RANDOM_STATE_FILE]: `${JSON.stringify(adapters.randomState(), null, 2)}\n`
