@@ -13,7 +13,7 @@ COLA is timed with the same knot layout as the TypeScript bench: at a knot every
 copied to the host (the chain's history), merged (W += scale * B @ A), re-initialised (A
 kaiming-uniform, B zero) and the optimizer is replaced by a fresh one.
 
-Usage: lora_reference.py --shape stories260K:3:15 --shape wide:2:9 [--threads N] [--implementation auto|peft|plain]
+Usage: lora_reference.py --shape stories260K:3:15 --shape wide:2:9 [--threads N] [--implementation auto|peft|plain] [--variants dora,vera]
 Progress goes to stderr; the result is one JSON line on stdout.
 """
 import argparse
@@ -213,8 +213,17 @@ def build_plain(s):
 # --- transformers + PEFT -------------------------------------------------------------------------
 
 
-def build_peft(s):
-    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+def peft_config(variant):
+    """The PEFT config of a bench variant: LoRA, DoRA (LoRA with use_dora) or VeRA, at the recipe's rank."""
+    from peft import LoraConfig as PeftLoraConfig, VeraConfig
+
+    if variant == "vera":
+        return VeraConfig(r=RANK, target_modules=TARGET_MODULES, vera_dropout=0.0)
+    return PeftLoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGET_MODULES, lora_dropout=0.0, use_dora=variant == "dora")
+
+
+def build_peft(s, variant="lora"):
+    from peft import get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -222,7 +231,7 @@ def build_peft(s):
         num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"], max_position_embeddings=MAX_POSITIONS,
         rms_norm_eps=RMS_NORM_EPS, rope_theta=ROPE_THETA, tie_word_embeddings=s["tied"], hidden_act="silu", attention_bias=False,
     )
-    model = get_peft_model(LlamaForCausalLM(config), PeftLoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=TARGET_MODULES, lora_dropout=0.0))
+    model = get_peft_model(LlamaForCausalLM(config), peft_config(variant))
 
     def loss_of(ids):
         return model(input_ids=ids, labels=ids).loss
@@ -239,8 +248,9 @@ def build_peft(s):
 # --- measurement ---------------------------------------------------------------------------------
 
 
-def new_optimizer(pairs):
-    params = [p for _, a, b, _ in pairs for p in (a, b)]
+def new_optimizer(model):
+    # Everything that trains: LoRA's A and B, DoRA's magnitude too, VeRA's lambda_b and lambda_d.
+    params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
 
 
@@ -258,7 +268,7 @@ def run_method(build, s, ids, warmup, steps, chain):
     torch.manual_seed(SEED)
     model, loss_of, pairs = build(s)
     model.train()
-    state = {"optimizer": new_optimizer(pairs)}
+    state = {"optimizer": new_optimizer(model)}
     history = []
 
     def step():
@@ -270,7 +280,7 @@ def run_method(build, s, ids, warmup, steps, chain):
 
     def do_knot():
         knot(pairs, history)
-        state["optimizer"] = new_optimizer(pairs)  # COLA: a new optimizer per link
+        state["optimizer"] = new_optimizer(model)  # COLA: a new optimizer per link
 
     # Same layout as TfjsRun.ts: warm-up (one knot in it for COLA), one untimed step, the window.
     for index in range(warmup):
@@ -334,7 +344,9 @@ def main():
     parser.add_argument("--shape", action="append", required=True, help="NAME:WARMUP:STEPS, e.g. wide:2:9 (repeatable)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: os.cpu_count())")
     parser.add_argument("--implementation", choices=["auto", "peft", "plain"], default="auto")
+    parser.add_argument("--variants", default="", help="comma-separated PEFT variants timed beside LoRA (dora, vera); peft only")
     args = parser.parse_args()
+    args.variants = [v for v in args.variants.split(",") if v]
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -361,7 +373,12 @@ def main():
         log(f"{name} lora: median {lora['medianStepMs']:.1f} ms ({lora['tokensPerSecond']:.0f} tok/s)")
         cola = run_method(build, s, ids, warmup, steps, chain=True)
         log(f"{name} cola: median {cola['medianStepMs']:.1f} ms, knot {cola['medianKnotMs']:.1f} ms")
-        results.append({"shape": name, "tokensPerBatch": s["batch"] * s["seq"], "lora": lora, "cola": cola})
+        variants = {}
+        if implementation == "peft":
+            for variant in args.variants:
+                variants[variant] = run_method(lambda shape: build_peft(shape, variant), s, ids, warmup, steps, chain=False)
+                log(f"{name} {variant}: median {variants[variant]['medianStepMs']:.1f} ms")
+        results.append({"shape": name, "tokensPerBatch": s["batch"] * s["seq"], "lora": lora, "cola": cola, "variants": variants})
 
     print(json.dumps({
         "status": "ok",

@@ -55,6 +55,17 @@ const colaRow = (backend: string, shape: string, lora: MethodTiming, cola: ColaT
   mib(cola.peakKnotBytes)
 ]
 
+const variantLabels: Readonly<Record<string, string>> = { dora: "DoRA", vera: "VeRA" }
+const variantLabel = (name: string): string => variantLabels[name] ?? name
+
+const variantRow = (backend: string, shape: string, name: string, lora: MethodTiming, variant: MethodTiming): ReadonlyArray<string> => [
+  backend,
+  shape,
+  variantLabel(name),
+  ratio(variant.medianStepMs, lora.medianStepMs),
+  ratio(variant.peakStepBytes, lora.peakStepBytes)
+]
+
 /** The Markdown report: machine, throughput, COLA/LoRA ratios, ceilings, and what did not run. */
 export const renderMarkdown = (result: BenchResult): string => {
   const { machine, torch } = result
@@ -85,12 +96,14 @@ export const renderMarkdown = (result: BenchResult): string => {
       const reference = torchShape(torch, shape.shape)
       rows.push(throughputRow(run.backend, shape.shape, "LoRA", shape.lora, reference?.lora))
       rows.push(throughputRow(run.backend, shape.shape, "COLA", shape.cola, reference?.cola))
+      for (const [name, timing] of Object.entries(shape.variants ?? {})) rows.push(throughputRow(run.backend, shape.shape, variantLabel(name), timing, reference?.variants?.[name]))
     }
   }
   if (torch.status === "ok") {
     for (const shape of torch.shapes) {
       rows.push(throughputRow(torchLabel(torch), shape.shape, "LoRA", shape.lora, shape.lora))
       rows.push(throughputRow(torchLabel(torch), shape.shape, "COLA", shape.cola, shape.cola))
+      for (const [name, timing] of Object.entries(shape.variants ?? {})) rows.push(throughputRow(torchLabel(torch), shape.shape, variantLabel(name), timing, timing))
     }
   }
   out.push(table(["backend", "shape", "method", "steps", "ms/step", "tokens/s", "peak MiB", "GFLOP/s", "% of ceiling", "x PyTorch tok/s"], rows))
@@ -106,6 +119,27 @@ export const renderMarkdown = (result: BenchResult): string => {
   if (torch.status === "ok") for (const shape of torch.shapes) colaRows.push(colaRow(torchLabel(torch), shape.shape, shape.lora, shape.cola))
   out.push(table(["backend", "shape", "knots", "step time", "total time", "peak memory", "knot ms", "knot peak MiB"], colaRows))
   out.push("")
+
+  const variantRows: Array<ReadonlyArray<string>> = []
+  for (const run of ok) {
+    for (const shape of run.shapes) {
+      for (const [name, timing] of Object.entries(shape.variants ?? {})) variantRows.push(variantRow(run.backend, shape.shape, name, shape.lora, timing))
+    }
+  }
+  if (torch.status === "ok") {
+    for (const shape of torch.shapes) {
+      for (const [name, timing] of Object.entries(shape.variants ?? {})) variantRows.push(variantRow(torchLabel(torch), shape.shape, name, shape.lora, timing))
+    }
+  }
+  if (variantRows.length > 0) {
+    out.push("## Variants / LoRA")
+    out.push("")
+    out.push("Same shape, steps and recipe (rank, targets) as the LoRA row; ratios of the variant's median step time and one step's peak memory to LoRA's. " +
+      "DoRA pays for the row norm of W + s B A, a full [out, in] product, every step; VeRA for its shared [max out, r] and [r, max in] projections.")
+    out.push("")
+    out.push(table(["backend", "shape", "variant", "step time", "peak memory"], variantRows))
+    out.push("")
+  }
 
   out.push("## Matmul ceilings")
   out.push("")

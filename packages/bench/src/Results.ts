@@ -39,6 +39,8 @@ export interface ShapeResult {
   readonly flopsPerStep: number
   readonly lora: MethodTiming
   readonly cola: ColaTiming
+  /** Other adapter variants (DoRA, VeRA), by name, with LoRA's steps on the same shape. */
+  readonly variants?: Readonly<Record<string, MethodTiming>>
 }
 
 export interface MatmulCeiling {
@@ -66,6 +68,8 @@ export interface TorchShapeResult {
   readonly tokensPerBatch: number
   readonly lora: MethodTiming
   readonly cola: ColaTiming
+  /** PEFT's DoRA, VeRA, ... with LoRA's steps (absent for the plain-PyTorch fallback). */
+  readonly variants?: Readonly<Record<string, MethodTiming>>
 }
 
 export type TorchRun =

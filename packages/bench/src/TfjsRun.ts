@@ -18,6 +18,7 @@ import { causalLmLoss, Llama } from "@peftkit/models"
 import { adamw } from "@peftkit/optimizers"
 import * as tf from "@tensorflow/tfjs-core"
 import { Cause, Data, Effect } from "effect"
+import { type BenchVariant, benchVariants } from "./BenchVariants.js"
 import { gflopsPerSecond, loraStepFlops } from "./Flops.js"
 import { measureMatmulCeiling } from "./MatmulCeiling.js"
 import { median } from "./Median.js"
@@ -136,27 +137,31 @@ const summarise = (
   }
 }
 
+/** The adapter variant one timed run trains: plain LoRA, or one of `benchVariants`. */
+const loraRun: BenchVariant = { name: "lora", label: "LoRA", variant: lora, config: adapterConfig }
+
 /**
- * Plain LoRA. Steps: warm-up, one profiled step (also creates the optimizer's slots, so the tensor
- * count is stable afterwards), then the timed window. Returns how many steps were timed, which the
- * chain then reuses so both methods do the same work.
+ * One adapter (LoRA or another variant). Steps: warm-up, one profiled step (also creates the
+ * optimizer's slots, so the tensor count is stable afterwards), then the timed window. Returns how
+ * many steps were timed, which the chain and the other variants then reuse so all do the same work.
+ * `fixedSteps` (the LoRA run's count) overrides the planned count and the time budget.
  */
-const runLora = (shape: BenchShape, batch: Batch, flops: number, ceiling: MatmulCeiling, options: RunOptions, tag: string) =>
+const runAdapter = (shape: BenchShape, batch: Batch, flops: number, ceiling: MatmulCeiling, options: RunOptions, tag: string, run: BenchVariant, fixedSteps?: number) =>
   Effect.gen(function* () {
     const warmup = options.warmup ?? shape.defaultWarmup
     const model = newModel(shape)
     const optimizer = newOptimizer()
-    const adapters = AdapterSet.inject(model, lora, adapterConfig(), { seed: recipe.seed })
+    const adapters = AdapterSet.inject(model, run.variant, run.config(), { seed: recipe.seed })
     optimizer.setParameters([{ params: adapters.parameters() }])
     const harness = makeHarness(batch, optimizer, model)
     return yield* Effect.gen(function* () {
-      options.log(`${tag} lora: ${warmup} warm-up steps`)
+      options.log(`${tag} ${run.name}: ${warmup} warm-up steps`)
       for (let step = 0; step < warmup; step++) yield* runStep(harness, step)
       const peakStepBytes = yield* peakOfStep(harness, warmup)
-      const planned = options.steps ?? shape.defaultSteps
+      const planned = fixedSteps ?? options.steps ?? shape.defaultSteps
       // Without an explicit --steps, a slow backend (WebGPU on lavapipe, plain JS) stops after the
       // time budget, with 3 steps at least: fewer samples rather than a run of many minutes.
-      const budgetMs = options.steps === undefined ? (options.budgetMs ?? 30_000) : Number.POSITIVE_INFINITY
+      const budgetMs = options.steps === undefined && fixedSteps === undefined ? (options.budgetMs ?? 30_000) : Number.POSITIVE_INFINITY
       const before = tf.memory().numTensors
       const stepMs: Array<number> = []
       let lastLoss = Number.NaN
@@ -169,10 +174,10 @@ const runLora = (shape: BenchShape, batch: Batch, flops: number, ceiling: Matmul
       }
       const windowMs = performance.now() - windowStart
       const steps = stepMs.length
-      if (steps < planned) options.log(`${tag} lora: time budget reached after ${steps} of ${planned} steps; COLA times as many`)
-      yield* checkTensors(`${shape.name} LoRA steps`, before)
+      if (steps < planned) options.log(`${tag} ${run.name}: time budget reached after ${steps} of ${planned} steps; the others time as many`)
+      yield* checkTensors(`${shape.name} ${run.label} steps`, before)
       const timing = summarise(shape, flops, ceiling, { warmup, steps, stepMs, windowMs, peakStepBytes, lastLoss })
-      options.log(`${tag} lora: ${steps} steps, median ${timing.medianStepMs.toFixed(1)} ms (${timing.tokensPerSecond.toFixed(0)} tok/s), peak ${(peakStepBytes / 2 ** 20).toFixed(1)} MiB`)
+      options.log(`${tag} ${run.name}: ${steps} steps, median ${timing.medianStepMs.toFixed(1)} ms (${timing.tokensPerSecond.toFixed(0)} tok/s), peak ${(peakStepBytes / 2 ** 20).toFixed(1)} MiB`)
       return timing
     }).pipe(Effect.ensuring(Effect.sync(() => {
       optimizer.dispose()
@@ -257,9 +262,12 @@ export const runShape = (shape: BenchShape, ceiling: MatmulCeiling, options: Run
       lossMask: tf.ones([shape.batch, shape.seqLen], "float32") as tf.Tensor2D
     }
     return yield* Effect.gen(function* () {
-      const loraTiming = yield* runLora(shape, batch, flops, ceiling, options, `${tag} ${shape.name}`)
+      const loraTiming = yield* runAdapter(shape, batch, flops, ceiling, options, `${tag} ${shape.name}`, loraRun)
       const cola = yield* runCola(shape, batch, flops, ceiling, loraTiming.warmup, loraTiming.steps, options, `${tag} ${shape.name}`)
-      return { shape: shape.name, tokensPerBatch: tokensPerBatch(shape), flopsPerStep: flops, lora: loraTiming, cola } satisfies ShapeResult
+      // Other variants time as many steps as LoRA did; the FLOP count (and so GFLOP/s) is LoRA's.
+      const variants: Record<string, MethodTiming> = {}
+      for (const run of benchVariants) variants[run.name] = yield* runAdapter(shape, batch, flops, ceiling, options, `${tag} ${shape.name}`, run, loraTiming.steps)
+      return { shape: shape.name, tokensPerBatch: tokensPerBatch(shape), flopsPerStep: flops, lora: loraTiming, cola, variants } satisfies ShapeResult
     }).pipe(Effect.ensuring(Effect.sync(() => {
       batch.inputIds.dispose()
       batch.lossMask.dispose()

@@ -7,6 +7,7 @@ import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { Data, Effect } from "effect"
+import { benchVariants } from "./BenchVariants.js"
 import { gflopsPerSecond, loraStepFlops } from "./Flops.js"
 import type { ColaTiming, MatmulCeiling, MethodTiming, TorchRun, TorchShapeResult } from "./Results.js"
 import { type BenchShape, recipe } from "./Shapes.js"
@@ -82,6 +83,7 @@ interface RawShape {
   readonly tokensPerBatch: number
   readonly lora: RawTiming
   readonly cola: RawTiming & Pick<ColaTiming, "knotOffsets" | "knotMs" | "medianKnotMs">
+  readonly variants?: Readonly<Record<string, RawTiming>>
 }
 
 /** Adds achieved GFLOP/s from the same FLOP formula as the tfjs rows, so the two compare. */
@@ -94,7 +96,9 @@ export const runTorchReference = (plans: ReadonlyArray<TorchPlan>, options: Torc
   const python = options.python ?? defaultPython()
   const args = [
     ...plans.flatMap((plan) => ["--shape", `${plan.shape.name}:${plan.warmup}:${plan.steps}`]),
-    ...(options.threads === undefined ? [] : ["--threads", String(options.threads)])
+    ...(options.threads === undefined ? [] : ["--threads", String(options.threads)]),
+    // The same variants as the tfjs runs, through PEFT (skipped by the script without PEFT).
+    ...(benchVariants.length === 0 ? [] : ["--variants", benchVariants.map((run) => run.name).join(",")])
   ]
   return Effect.gen(function* () {
     if (python.includes("/") && !existsSync(python)) {
@@ -114,7 +118,8 @@ export const runTorchReference = (plans: ReadonlyArray<TorchPlan>, options: Torc
     const shapes: Array<TorchShapeResult> = parsed.shapes.map((raw) => {
       const shape = byName.get(raw.shape)!
       const flops = loraStepFlops({ config: shape.config, batch: shape.batch, seqLen: shape.seqLen, rank: recipe.rank, targetModules: recipe.targetModules }).total
-      return { ...raw, lora: withFlops(raw.lora, flops, parsed.ceiling), cola: withFlops(raw.cola, flops, parsed.ceiling) }
+      const variants = Object.fromEntries(Object.entries(raw.variants ?? {}).map(([name, timing]) => [name, withFlops(timing, flops, parsed.ceiling)]))
+      return { ...raw, lora: withFlops(raw.lora, flops, parsed.ceiling), cola: withFlops(raw.cola, flops, parsed.ceiling), variants }
     })
     return { ...(parsed as Extract<TorchRun, { status: "ok" }>), shapes } satisfies TorchRun
   }).pipe(

@@ -40,7 +40,8 @@ const result: BenchResult = {
           tokensPerBatch: 2048,
           flopsPerStep: 4.2e9,
           lora: timing(400, 100 * 2 ** 20, 1200),
-          cola: cola(timing(404, 100 * 2 ** 20, 1224), 90 * 2 ** 20)
+          cola: cola(timing(404, 100 * 2 ** 20, 1224), 90 * 2 ** 20),
+          variants: { dora: timing(600, 120 * 2 ** 20, 1800) }
         }
       ],
       failures: []
@@ -55,7 +56,7 @@ const result: BenchResult = {
     blas: "BLAS_INFO=generic",
     python: "CPython 3.11.2",
     ceiling: { size: 1024, gflops: 250, medianMs: 8.6 },
-    shapes: [{ shape: "stories260K", tokensPerBatch: 2048, lora: timing(500, undefined, 1500), cola: cola(timing(500, undefined, 1510)) }]
+    shapes: [{ shape: "stories260K", tokensPerBatch: 2048, lora: timing(500, undefined, 1500), cola: cola(timing(500, undefined, 1510)), variants: { dora: timing(550, undefined, 1650) } }]
   }
 }
 
@@ -70,6 +71,12 @@ describe("renderMarkdown", () => {
 
   it("has the COLA / LoRA ratios and the knot", () => {
     expect(markdown).toContain("| wasm | stories260K | 2 in 3 steps | 1.01x | 1.02x | 1.00x | 3.0 | 90.0 |")
+  })
+
+  it("has a row per variant: throughput against PEFT's, and step time and memory against LoRA's", () => {
+    expect(markdown).toContain("| wasm | stories260K | DoRA | 1+3 | 600.0 | 3413 | 120.0 | 7.0 | 16.7% | 0.92x |")
+    expect(markdown).toContain("| wasm | stories260K | DoRA | 1.50x | 1.20x |")
+    expect(markdown).toContain("| pytorch 1.13.0a0 | stories260K | DoRA | 1.10x | n/a |")
   })
 
   it("names the machine, the reference and what was not measured", () => {
