@@ -69,16 +69,18 @@ export const lmDemo = (settings: LmDemoSettings) =>
 
     const rows: Array<{ method: string; trains: string; params: number; trainLoss: number; validLoss: number; recall: number; trainRecall: number; seconds: number; tokensPerSec: number; peak: number }> = []
     const series = []
+    // Each row is a `peftkit train` run: its method, its adapter variant, and its label in the table.
     const methods = [
-      { method: "lora", describe: "r=4, all linear layers", lr: 1e-2 },
-      { method: "cola", describe: "4 links x r=4, all linear", lr: 1e-2 },
-      { method: "full", describe: "all weights", lr: 2e-3 }
+      { label: "lora", method: "lora", variant: "lora", describe: "r=4, all linear layers", lr: 1e-2 },
+      { label: "cola", method: "cola", variant: "lora", describe: "4 links x r=4, all linear", lr: 1e-2 },
+      { label: "full", method: "full", variant: "lora", describe: "all weights", lr: 2e-3 }
     ] as const
-    for (const { method, describe, lr } of methods) {
+    for (const { label, method, variant, describe, lr } of methods) {
       const options = Schema.decodeUnknownSync(TrainOptions)({
         model: settings.modelDir,
         data: dataDir,
         method,
+        variant,
         rank: 4,
         alpha: 8,
         links: 4,
@@ -90,7 +92,7 @@ export const lmDemo = (settings: LmDemoSettings) =>
         warmup: 10,
         seed: settings.seed,
         backend: settings.backend,
-        adapterPath: join(out, method),
+        adapterPath: join(out, label),
         // Each demo run rebuilds its outputs.
         overwrite: true,
         stepsPerReport: Math.max(1, Math.floor(settings.iters / 3)),
@@ -103,7 +105,7 @@ export const lmDemo = (settings: LmDemoSettings) =>
       run.model.dispose()
       const last = run.result.trainLoss.slice(-10)
       rows.push({
-        method,
+        method: label,
         trains: describe,
         params: run.trainable,
         trainLoss: last.reduce((s, e) => s + e.loss, 0) / last.length,
@@ -114,7 +116,7 @@ export const lmDemo = (settings: LmDemoSettings) =>
         tokensPerSec: run.result.tokens / run.result.seconds,
         peak: run.result.peakBytes
       })
-      series.push({ label: method, train: run.result.trainLoss, validation: run.result.validation })
+      series.push({ label, train: run.result.trainLoss, validation: run.result.validation })
     }
 
     const widths = [8, 26, 8, 11, 13, 10, 11, 9, 7, 10]
