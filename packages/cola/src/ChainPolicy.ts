@@ -2,8 +2,7 @@
  * Chain policies by name, for command lines and config files: `cola` (the default), `rac`
  * (RAC-LoRA) and `xgb` (XGBLoRA), each with its own options, decoded strictly.
  */
-import { ConfigError, decodeConfigSync } from "@peftkit/core"
-import { Schema } from "effect"
+import { ConfigError } from "@peftkit/core"
 import { colaPolicy, type LinkPolicy } from "./LinkPolicy.js"
 import { type FreezableConfig, racPolicy, type RacOptionsInput } from "./policies/RacLora.js"
 import { xgbPolicy, type XgbOptionsInput } from "./policies/XgbLora.js"
@@ -27,9 +26,11 @@ export function chainPolicy<Name extends ChainPolicyName>(name: Name, options?: 
 export function chainPolicy(name: string, options?: Readonly<Record<string, unknown>>): LinkPolicy<FreezableConfig>
 export function chainPolicy(name: string, options: Readonly<Record<string, unknown>> = {}): LinkPolicy<FreezableConfig> {
   switch (name) {
-    case "cola":
-      decodeConfigSync(Schema.Struct({}), options, "policy")
+    case "cola": {
+      const [unknown] = Object.keys(options)
+      if (unknown !== undefined) throw new ConfigError({ field: `policy.${unknown}`, reason: "unknown key (cola takes no options)" })
       return colaPolicy
+    }
     case "rac":
       return racPolicy(options as RacOptionsInput)
     case "xgb":
