@@ -4,38 +4,45 @@
  * B starts at zero, so a fresh adapter leaves the model's output unchanged. Written with core's
  * `defineAdapter`: the tensors and the math are all there is.
  */
-import { decodeConfigSync, defineAdapter, type DefinedAdapter, init } from "@peftkit/core"
+import { decodeConfigSync, defineAdapter, type DefinedAdapter, init, type LinearTarget, type TensorSpec } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
-import { LoraConfig, type LoraConfigInput, loraScale } from "./LoraConfig.js"
+import { LoraConfig, type LoraConfigInput, loraRank, loraScale } from "./LoraConfig.js"
 import { loraFormat } from "./LoraFormat.js"
 import { loraPlusGroups } from "./LoraPlus.js"
 
 /** A LoRA adapter on one layer: `tensors.loraA` [r, in], `tensors.loraB` [out, r]. */
 export type LoraAdapter = DefinedAdapter<LoraConfig, "loraA" | "loraB">
 
+/**
+ * LoRA's two factors for `layer` (DoRA adds its magnitude to them), at the module's rank
+ * (rank_pattern resolved by the layer's name, so loaders check a file's shapes per module).
+ */
+export const loraTensors = (layer: LinearTarget, config: LoraConfig): { readonly loraA: TensorSpec; readonly loraB: TensorSpec } => {
+  const r = loraRank(config, layer.name)
+  const random = config.init === "gaussian" ? init.normal(1 / r) : init.kaimingUniform
+  // One factor starts at zero so a fresh adapter changes nothing; with B frozen (RAC-LoRA's other
+  // draw) that factor is A and B holds the random start.
+  const bFrozen = config.freeze === "B"
+  return {
+    loraA: { shape: [r, layer.inFeatures], init: bFrozen ? init.zeros : random, trainable: config.freeze !== "A", key: "lora_A.weight" },
+    loraB: { shape: [layer.outFeatures, r], init: bFrozen ? random : init.zeros, trainable: !bFrozen, key: "lora_B.weight" }
+  }
+}
+
 /** The LoRA variant. Decode user input with `loraConfig` first: `create` trusts its config. */
 export const lora = defineAdapter({
   name: "lora",
   format: loraFormat,
-  tensors: (layer, config: LoraConfig) => {
-    const random = config.init === "gaussian" ? init.normal(1 / config.r) : init.kaimingUniform
-    // One factor starts at zero so a fresh adapter changes nothing; with B frozen (RAC-LoRA's other
-    // draw) that factor is A and B holds the random start.
-    const bFrozen = config.freeze === "B"
-    return {
-      loraA: { shape: [config.r, layer.inFeatures], init: bFrozen ? init.zeros : random, trainable: config.freeze !== "A", key: "lora_A.weight" },
-      loraB: { shape: [layer.outFeatures, config.r], init: bFrozen ? random : init.zeros, trainable: !bFrozen, key: "lora_B.weight" }
-    }
-  },
-  forward: ({ x, base, tensors: { loraA, loraB }, config, dropout }) =>
+  tensors: loraTensors,
+  forward: ({ x, base, layer, tensors: { loraA, loraB }, config, dropout }) =>
     // Scale the narrow [n, r] intermediate rather than the [n, out] result.
-    tf.add(base, tf.matMul(tf.mul(tf.matMul(dropout(x, config.dropout), loraA, false, true), loraScale(config)), loraB, false, true)),
+    tf.add(base, tf.matMul(tf.mul(tf.matMul(dropout(x, config.dropout), loraA, false, true), loraScale(config, layer.name)), loraB, false, true)),
   // (scale B) A, the product of `factors`, so replaying saved factors is bit-exact.
-  delta: ({ tensors: { loraA, loraB }, config }) => tf.matMul(tf.mul(loraB, loraScale(config)), loraA),
+  delta: ({ layer, tensors: { loraA, loraB }, config }) => tf.matMul(tf.mul(loraB, loraScale(config, layer.name)), loraA),
   // LoRA+ as a setting: with `loraPlusRatio`, B is its own optimizer group at that multiple of the rate.
   groups: (params, config) => (config.loraPlusRatio === undefined ? [{ params }] : loraPlusGroups(params, config.loraPlusRatio)),
   // The scale folded into b, so factors concatenate across chain links.
-  factors: ({ tensors: { loraA, loraB }, config }) => ({ a: loraA, b: tf.mul(loraB, loraScale(config)) })
+  factors: ({ layer, tensors: { loraA, loraB }, config }) => ({ a: loraA, b: tf.mul(loraB, loraScale(config, layer.name)) })
 })
 
 /** Decodes a user LoRA config; throws `ConfigError` naming the field. */

@@ -4,6 +4,7 @@
  */
 import { FiniteNumber, PositiveInt, Probability, TargetModulesSchema } from "@peftkit/core"
 import { Schema } from "effect"
+import { PatternKey, resolvePattern } from "./LoraPatterns.js"
 
 export const LoraInit = Schema.Literal("kaiming", "gaussian")
 export type LoraInit = typeof LoraInit.Type
@@ -19,9 +20,11 @@ export type LoraFreeze = typeof LoraFreeze.Type
  */
 export const MAX_LORA_RANK = 16384
 
+const Rank = PositiveInt.pipe(Schema.lessThanOrEqualTo(MAX_LORA_RANK, { message: () => `must be at most ${MAX_LORA_RANK}` }))
+
 export const LoraConfig = Schema.Struct({
   /** Rank of the update (a safe integer, 1 to MAX_LORA_RANK). */
-  r: Schema.optionalWith(PositiveInt.pipe(Schema.lessThanOrEqualTo(MAX_LORA_RANK, { message: () => `must be at most ${MAX_LORA_RANK}` })), { default: () => 8 }),
+  r: Schema.optionalWith(Rank, { default: () => 8 }),
   /** Scale numerator: the update is (alpha / r) B A, or (alpha / sqrt r) B A with rsLoRA. */
   alpha: Schema.optionalWith(FiniteNumber, { default: () => 8 }),
   /** Dropout on the adapter's input during training. */
@@ -38,12 +41,30 @@ export const LoraConfig = Schema.Struct({
   freeze: Schema.optionalWith(LoraFreeze, { default: () => "none" as const }),
   /** LoRA+ (Hayou et al. 2024): B trains at this many times A's learning rate (16 in the paper); off when absent. */
   loraPlusRatio: Schema.optional(FiniteNumber.pipe(Schema.positive({ message: () => "must be a positive number" }))),
+  /** PEFT's rank_pattern: per-module ranks by regex key, first match wins (`LoraPatterns.ts`); r elsewhere. */
+  rankPattern: Schema.optionalWith(Schema.Record({ key: PatternKey, value: Rank }), { default: () => ({}) }),
+  /** PEFT's alpha_pattern: per-module alphas, resolved like rankPattern; alpha elsewhere. */
+  alphaPattern: Schema.optionalWith(Schema.Record({ key: PatternKey, value: FiniteNumber }), { default: () => ({}) }),
   /** Which linear layers to adapt (PEFT semantics: regex string, list of names/suffixes, or "all-linear"). */
   targetModules: Schema.optionalWith(TargetModulesSchema, { default: () => ["q_proj", "v_proj"] })
 })
 export type LoraConfig = typeof LoraConfig.Type
 export type LoraConfigInput = typeof LoraConfig.Encoded
 
-/** The scale applied to B A. */
-export const loraScale = (config: Pick<LoraConfig, "r" | "alpha" | "useRslora">): number =>
-  config.useRslora ? config.alpha / Math.sqrt(config.r) : config.alpha / config.r
+type ScaleFields = Pick<LoraConfig, "r" | "alpha" | "useRslora"> & Partial<Pick<LoraConfig, "rankPattern" | "alphaPattern">>
+
+/** The rank of `moduleName`'s adapter: its rank_pattern entry, else r. */
+export const loraRank = (config: ScaleFields, moduleName: string): number => resolvePattern(config.rankPattern ?? {}, moduleName, config.r)
+
+/** The alpha of `moduleName`'s adapter: its alpha_pattern entry, else alpha. */
+export const loraAlpha = (config: ScaleFields, moduleName: string): number => resolvePattern(config.alphaPattern ?? {}, moduleName, config.alpha)
+
+/**
+ * The scale applied to B A (of `moduleName`'s adapter, when the config has patterns): alpha / r, or
+ * alpha / sqrt(r) with rsLoRA, from the module's own rank and alpha as PEFT's `update_layer` does.
+ */
+export const loraScale = (config: ScaleFields, moduleName = ""): number => {
+  const r = loraRank(config, moduleName)
+  const alpha = loraAlpha(config, moduleName)
+  return config.useRslora ? alpha / Math.sqrt(r) : alpha / r
+}

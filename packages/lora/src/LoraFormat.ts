@@ -8,7 +8,6 @@ import type { FileSystem } from "@effect/platform"
 import {
   ConfigError,
   decodeConfig,
-
   type LoadAdapterError,
   type PeftFormat,
   readAdapterConfigJson,
@@ -16,10 +15,14 @@ import {
   type Safetensors
 } from "@peftkit/core"
 import { Effect, Schema } from "effect"
-import { LoraConfig } from "./LoraConfig.js"
+import { LoraConfig, loraRank } from "./LoraConfig.js"
+import { patternKey } from "./LoraPatterns.js"
 
-/** The `adapter_config.json` PEFT writes for a LoRA, with our config's values. */
-export const toPeftConfig = (config: LoraConfig): Record<string, unknown> => ({
+/**
+ * The `adapter_config.json` PEFT writes for a LoRA (`dora: true`: a DoRA, PEFT's `use_dora`), with
+ * our config's values.
+ */
+export const toPeftConfig = (config: LoraConfig, options: { readonly dora?: boolean } = {}): Record<string, unknown> => ({
   peft_type: "LORA",
   r: config.r,
   lora_alpha: config.alpha,
@@ -27,14 +30,14 @@ export const toPeftConfig = (config: LoraConfig): Record<string, unknown> => ({
   target_modules: typeof config.targetModules === "string" ? config.targetModules : [...config.targetModules],
   bias: "none",
   use_rslora: config.useRslora,
-  use_dora: false,
+  use_dora: options.dora === true,
   fan_in_fan_out: false,
   init_lora_weights: config.init === "gaussian" ? "gaussian" : true,
   modules_to_save: null,
   layers_to_transform: null,
   layers_pattern: null,
-  rank_pattern: {},
-  alpha_pattern: {},
+  rank_pattern: { ...config.rankPattern },
+  alpha_pattern: { ...config.alphaPattern },
   inference_mode: true,
   revision: null
 })
@@ -51,6 +54,7 @@ const PeftLoraJson = Schema.Struct({
   fan_in_fan_out: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   bias: Schema.optionalWith(Schema.String, { default: () => "none" }),
   init_lora_weights: Schema.optional(Schema.Unknown),
+  // Values are checked by LoraConfig's decode below (ranks in bounds, keys that compile).
   rank_pattern: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.Unknown }))),
   alpha_pattern: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.Unknown }))),
   layers_to_transform: Schema.optional(Schema.Unknown),
@@ -69,15 +73,21 @@ const pickKnown = (json: unknown): unknown => {
   return Object.fromEntries(Object.entries(json).filter(([key]) => known.includes(key)))
 }
 
-/** Decodes PEFT JSON into our LoraConfig (unknown keys ignored; unsupported features are errors). */
-export const fromPeftConfig = (json: unknown): Effect.Effect<LoraConfig, ConfigError> =>
+/**
+ * Decodes PEFT JSON into our LoraConfig (unknown keys ignored; unsupported features are errors).
+ * `dora` says which variant reads it: a `use_dora` file is DoRA's, any other is LoRA's.
+ */
+export const fromPeftConfig = (json: unknown, options: { readonly dora?: boolean } = {}): Effect.Effect<LoraConfig, ConfigError> =>
   Effect.gen(function* () {
     const peft = yield* decodeConfig(PeftLoraJson, pickKnown(json), "adapter_config")
-    if (peft.use_dora) return yield* new ConfigError({ field: "adapter_config.use_dora", reason: "DoRA adapters are not supported yet" })
+    if (peft.use_dora && options.dora !== true) {
+      return yield* new ConfigError({ field: "adapter_config.use_dora", reason: "this is a DoRA adapter: load it with the `dora` variant of @peftkit/lora, listed before `lora` (e.g. [dora, lora])" })
+    }
+    if (!peft.use_dora && options.dora === true) return yield* new ConfigError({ field: "adapter_config.use_dora", reason: "is not true: this is a plain LoRA, load it with `lora`" })
     if (peft.fan_in_fan_out) return yield* new ConfigError({ field: "adapter_config.fan_in_fan_out", reason: "Conv1D (fan_in_fan_out) layers are not supported" })
     if (peft.bias !== "none") return yield* new ConfigError({ field: "adapter_config.bias", reason: `bias '${peft.bias}' is not supported (only 'none')` })
     // Silently ignoring these would load an adapter that computes something else than in PEFT.
-    for (const field of ["rank_pattern", "alpha_pattern", "layers_to_transform", "modules_to_save"] as const) {
+    for (const field of ["layers_to_transform", "modules_to_save"] as const) {
       if (isSet(peft[field])) return yield* new ConfigError({ field: `adapter_config.${field}`, reason: "is not supported yet (must be empty)" })
     }
     if (typeof peft.init_lora_weights === "string" && BASE_MODIFYING_INIT.test(peft.init_lora_weights)) {
@@ -91,18 +101,24 @@ export const fromPeftConfig = (json: unknown): Effect.Effect<LoraConfig, ConfigE
         dropout: peft.lora_dropout,
         useRslora: peft.use_rslora,
         init: peft.init_lora_weights === "gaussian" ? "gaussian" : "kaiming",
+        rankPattern: peft.rank_pattern ?? {},
+        alphaPattern: peft.alpha_pattern ?? {},
         targetModules: peft.target_modules
       },
       "adapter_config"
-    )
+    ).pipe(Effect.mapError((error) => new ConfigError({ field: peftField(error.field), reason: error.reason })))
   })
 
-/** LoRA's PEFT format. It accepts every `peft_type: "LORA"` config, and names what it cannot load (DoRA, patterns). */
+// LoraConfig's field names, as the adapter_config.json keys they came from.
+const PEFT_FIELDS: Readonly<Record<string, string>> = { alpha: "lora_alpha", dropout: "lora_dropout", useRslora: "use_rslora", init: "init_lora_weights", rankPattern: "rank_pattern", alphaPattern: "alpha_pattern", targetModules: "target_modules" }
+const peftField = (field: string): string => field.replace(/^adapter_config\.([A-Za-z]+)/, (whole, name: string) => (PEFT_FIELDS[name] === undefined ? whole : `adapter_config.${PEFT_FIELDS[name]}`))
+
+/** LoRA's PEFT format. It accepts every `peft_type: "LORA"` config, and names what it cannot load (a DoRA: use `dora`). */
 export const loraFormat: PeftFormat<LoraConfig> = {
   peftType: "LORA",
   accepts: (json) => json.peft_type === "LORA",
-  encodeConfig: toPeftConfig,
-  decodeConfig: fromPeftConfig
+  encodeConfig: (config) => toPeftConfig(config),
+  decodeConfig: (json) => fromPeftConfig(json)
 }
 
 const LORA_KEY = /^(.+)\.(lora_[AB])(?:\.default)?\.weight$/
@@ -120,16 +136,27 @@ export const readPeftLora = (
     // The file's shapes are the truth about the rank: a config that disagrees is refused here, not
     // discovered as a shape error (or an allocation) later.
     for (const [module, views] of tensors) {
-      for (const [key, dim] of [["lora_A.weight", 0], ["lora_B.weight", 1]] as const) {
-        const view = views[key]
-        if (view !== undefined && view.shape[dim] !== config.r) {
-          return yield* new ConfigError({
-            field: "adapter_config.r",
-            reason: `is ${config.r}, but ${module}.${key} has shape [${view.shape.join(", ")}] (rank ${String(view.shape[dim])})`
-          })
-        }
-      }
+      const error = rankMismatch(config, module, views)
+      if (error !== undefined) return yield* error
     }
     return { config, tensors }
   })
 
+/**
+ * A `ConfigError` naming `module` when its lora_A / lora_B ranks are not the rank the config
+ * resolves for it (r, or its rank_pattern entry); undefined when they agree.
+ */
+export const rankMismatch = (config: LoraConfig, module: string, views: Readonly<Record<string, { readonly shape: ReadonlyArray<number> }>>): ConfigError | undefined => {
+  const r = loraRank(config, module)
+  const key = patternKey(config.rankPattern, module)
+  for (const [tensor, dim] of [["lora_A.weight", 0], ["lora_B.weight", 1]] as const) {
+    const view = views[tensor]
+    if (view !== undefined && view.shape[dim] !== r) {
+      return new ConfigError({
+        field: key === undefined ? "adapter_config.r" : "adapter_config.rank_pattern",
+        reason: `${key === undefined ? "is" : `resolves ${module} by key ${JSON.stringify(key)} to`} ${r}, but ${module}.${tensor} has shape [${view.shape.join(", ")}] (rank ${String(view.shape[dim])})`
+      })
+    }
+  }
+  return undefined
+}

@@ -1,6 +1,6 @@
 /** Adapter lifecycle: no tensor leaks, dropout semantics, exact-name loading, saved target_modules. */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { AdapterSet, ConfigError, Linear, ADAPTER_CONFIG_FILE, loadAdapter, saveAdapter } from "@peftkit/core"
+import { AdapterSet, ConfigError, Linear, ADAPTER_CONFIG_FILE, loadAdapter, saveAdapter, ShapeMismatch } from "@peftkit/core"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
@@ -100,7 +100,7 @@ describe("PEFT files and target modules", () => {
     expect(layers[1]!.adapter).toBeUndefined()
   })
 
-  it("rank_pattern, alpha_pattern and base-modifying inits are rejected with the field named", async () => {
+  it("a rank_pattern the file's shapes contradict, a pattern key that is no regex and base-modifying inits are refused, naming the module or field", async () => {
     const fc = new Linear("fc", tf.zeros([4, 4]))
     const dir = tempDir()
     const set = AdapterSet.inject({ linears: () => [fc] }, lora, loraConfig({ r: 2, targetModules: ["fc"] }), { seed: 1 })
@@ -108,13 +108,20 @@ describe("PEFT files and target modules", () => {
     set.remove()
     const path = join(dir, ADAPTER_CONFIG_FILE)
     const json = JSON.parse(readFileSync(path, "utf8"))
+    const load = () => Effect.runPromise(Effect.provide(Effect.flip(loadAdapter(dir, { linears: () => [fc] }, [lora])), NodeFileSystem.layer))
+    // The pattern gives fc rank 4, the file has rank 2: core's per-layer shape check names the tensor.
+    writeFileSync(path, JSON.stringify({ ...json, rank_pattern: { fc: 4 } }))
+    const mismatch = await load()
+    expect(mismatch).toBeInstanceOf(ShapeMismatch)
+    expect((mismatch as ShapeMismatch).what).toBe("fc.lora_A.weight")
+    expect(fc.adapter).toBeUndefined()
     for (const [patch, field] of [
-      [{ alpha_pattern: { fc: 64 } }, "adapter_config.alpha_pattern"],
-      [{ rank_pattern: { fc: 4 } }, "adapter_config.rank_pattern"],
+      [{ rank_pattern: { "fc(": 2 } }, "adapter_config.rank_pattern.fc("],
+      [{ alpha_pattern: { fc: "x" } }, "adapter_config.alpha_pattern.fc"],
       [{ init_lora_weights: "pissa_niter_4" }, "adapter_config.init_lora_weights"]
     ] as const) {
       writeFileSync(path, JSON.stringify({ ...json, ...patch }))
-      const error = await Effect.runPromise(Effect.provide(Effect.flip(loadAdapter(dir, { linears: () => [fc] }, [lora])), NodeFileSystem.layer))
+      const error = await load()
       expect(error).toBeInstanceOf(ConfigError)
       expect((error as ConfigError).field).toBe(field)
       expect(fc.adapter).toBeUndefined()
