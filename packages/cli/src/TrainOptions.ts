@@ -10,7 +10,7 @@ import { Schema } from "effect"
 import { knownBackendNames } from "./InstalledBackends.js"
 import { variantNames } from "./Variants.js"
 
-export const Method = Schema.Literal("lora", "cola", "full")
+export const Method = Schema.Literal("lora", "cola", "rac", "xgb", "full")
 export type Method = typeof Method.Type
 
 /** "auto" or a backend the CLI knows (`InstalledBackends.ts`). */
@@ -42,6 +42,14 @@ export const TrainOptions = Schema.Struct({
   knotOptimizer: Schema.optionalWith(Schema.Literal("reset", "keep"), { default: () => "reset" as const }),
   /** COLA: per-link learning-rate warm-up (ReLoRA's jagged schedule), 0 = off. */
   linkWarmup: Schema.optionalWith(NonNegativeInt, { default: () => 0 }),
+  /** RAC-LoRA: the factor each link freezes (a coin per link by default). */
+  racFreeze: Schema.optionalWith(Schema.Literal("random", "alternate", "A", "B"), { default: () => "random" as const }),
+  /** XGBLoRA: rank of each link's weak learner (1 in the paper). */
+  xgbRank: Schema.optionalWith(PositiveInt, { default: () => 1 }),
+  /** XGBLoRA: transformer blocks trained per link (default 11/32 of them, the paper's best). */
+  xgbLayers: Schema.optional(PositiveInt),
+  /** XGBLoRA: the boosting step size each link is merged with. */
+  xgbStepSize: Schema.optionalWith(FiniteNumber.pipe(Schema.positive()), { default: () => 1 }),
   targetModules: Schema.optionalWith(TargetModulesSchema, { default: () => ["q_proj", "v_proj"] }),
   /** Total optimizer steps; or give `epochs`. */
   iters: Schema.optional(PositiveInt),

@@ -48,7 +48,7 @@ import { TrainOptions } from "../TrainOptions.js"
 const CHECKPOINTS = "checkpoints"
 
 /** The options that define a run: a resume must use the same ones, or it trains something else. */
-const RUN_DEFINING = ["model", "data", "task", "method", "rank", "alpha", "rslora", "links", "knotOptimizer", "linkWarmup", "targetModules", "batchSize", "learningRate", "schedule", "warmup", "weightDecay", "seed", "maxSeqLength", "maskPrompt"] as const
+const RUN_DEFINING = ["model", "data", "task", "method", "variant", "rank", "alpha", "rslora", "freeze", "loraPlusRatio", "links", "knotOptimizer", "linkWarmup", "racFreeze", "xgbRank", "xgbLayers", "xgbStepSize", "targetModules", "batchSize", "learningRate", "schedule", "warmup", "weightDecay", "seed", "maxSeqLength", "maskPrompt"] as const
 
 const runState = (options: TrainOptions, steps: number) => ({
   steps,
@@ -188,7 +188,7 @@ export const runTrain = (options: TrainOptions, controls: RunControls = {}) =>
     const batcher = yield* attempt(() => makeBatcher(data.train, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, seed: options.seed }))
     const validBatcher = data.valid.length > 0 ? makeBatcher(data.valid, { batchSize: options.batchSize, padTokenId: tokenizer.padTokenId, shuffle: false }) : undefined
     const steps = options.iters ?? (options.epochs ?? 1) * batcher.batchesPerEpoch
-    if (options.method === "cola" && options.links > steps) {
+    if ((options.method === "cola" || options.method === "rac" || options.method === "xgb") && options.links > steps) {
       return yield* new ConfigError({ field: "train.links", reason: `${options.links} links need at least ${options.links} steps; this run has ${steps} (raise --iters or lower --links)` })
     }
 

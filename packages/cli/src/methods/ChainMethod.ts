@@ -1,17 +1,43 @@
 /**
- * Chain of LoRA: LoRA links merged into the frozen weights at knots, the optimizer reset at each;
- * checkpoints hold the chain (finished links and the current one) and the result is the whole chain
- * as one PEFT LoRA of rank links x r, exactly, with lora_B rows in the order of the model's Hugging
- * Face form (`model.peftRowOrder`).
+ * Chains of adapters (`--method cola|rac|xgb`): links merged into the frozen weights at knots, the
+ * optimizer reset at each; COLA trains the same adapter every link, RAC-LoRA freezes a random factor
+ * per link, XGBLoRA trains rank-1 links on a random subset of layers merged with a step size.
+ * Checkpoints hold the chain (finished links and the current one); the result is the whole chain as
+ * one PEFT adapter, exactly, with output rows in the order of the model's Hugging Face form
+ * (`model.peftRowOrder`).
  */
 import { attempt } from "@peftkit/core"
-import { Chain, chainCheckpointFiles, exportChain, restoreChain, saveChainLora } from "@peftkit/cola"
+import { Chain, chainCheckpointFiles, chainPolicy, type ChainPolicyName, exportChain, restoreChain, saveChainLora } from "@peftkit/cola"
 import { Effect } from "effect"
+import type { TrainOptions } from "../TrainOptions.js"
 import { trainableVariants } from "../Variants.js"
 import type { TrainingMethod } from "./Method.js"
 
-export const colaMethod: TrainingMethod = {
-  name: "cola",
+/** The policy's options from `train`'s (COLA takes none). */
+const policyOf = (name: ChainPolicyName, options: TrainOptions) => {
+  switch (name) {
+    case "rac":
+      return chainPolicy("rac", { freeze: options.racFreeze })
+    case "xgb":
+      return chainPolicy("xgb", { rank: options.xgbRank, stepSize: options.xgbStepSize, ...(options.xgbLayers === undefined ? {} : { layers: options.xgbLayers }) })
+    default:
+      return chainPolicy("cola")
+  }
+}
+
+const describePolicy = (name: ChainPolicyName, options: TrainOptions): string => {
+  switch (name) {
+    case "rac":
+      return `, RAC-LoRA (frozen factor: ${options.racFreeze})`
+    case "xgb":
+      return `, XGBLoRA (${options.xgbLayers ?? "11/32 of the"} blocks per link, step size ${options.xgbStepSize})`
+    default:
+      return ""
+  }
+}
+
+export const chainMethod = (name: ChainPolicyName): TrainingMethod => ({
+  name,
   setup: ({ model, options, optimizer, steps }) =>
     attempt(() => {
       const chosen = trainableVariants[options.variant]
@@ -20,11 +46,13 @@ export const colaMethod: TrainingMethod = {
         model,
         variant: chosen.variant,
         adapterConfig: chosen.config(options),
+        policy: policyOf(name, options),
         chain: { totalSteps: steps, links: options.links, optimizerAtKnot: options.knotOptimizer, warmupSteps: options.linkWarmup, seed: options.seed }
       })
       chain.attach(optimizer)
       return {
-        describe: `${chosen.describe(options)}, ${chain.links} links (knots at ${chain.knots.join(", ") || "none"})`,
+        // XGBLoRA's links have their own rank, which the variant's line should show.
+        describe: `${chosen.describe(name === "xgb" ? { ...options, rank: options.xgbRank } : options)}${describePolicy(name, options)}, ${chain.links} links (knots at ${chain.knots.join(", ") || "none"})`,
         hooks: [chain.hook()],
         schedule: (base) => chain.schedule(base),
         checkpointFiles: () => chainCheckpointFiles(chain),
@@ -37,4 +65,4 @@ export const colaMethod: TrainingMethod = {
           })
       }
     })
-}
+})

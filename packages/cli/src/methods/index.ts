@@ -1,5 +1,5 @@
 /** The methods `peftkit train --method` accepts, by name. */
-import { colaMethod } from "./ColaMethod.js"
+import { chainMethod } from "./ChainMethod.js"
 import { full } from "./Full.js"
 import { loraMethod } from "./LoraMethod.js"
 import type { Method } from "../TrainOptions.js"
@@ -7,4 +7,4 @@ import type { TrainingMethod } from "./Method.js"
 
 export type { ActiveMethod, MethodContext, TrainingMethod } from "./Method.js"
 
-export const methods: Readonly<Record<Method, TrainingMethod>> = { lora: loraMethod, cola: colaMethod, full }
+export const methods: Readonly<Record<Method, TrainingMethod>> = { lora: loraMethod, cola: chainMethod("cola"), rac: chainMethod("rac"), xgb: chainMethod("xgb"), full }
