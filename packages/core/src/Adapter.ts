@@ -73,6 +73,41 @@ export interface Adapter {
   dispose(): void
 }
 
+/**
+ * Tensors an adapter set holds once for all its layers (VeRA's frozen random projections `vera_A` /
+ * `vera_B`): created once per set, saved and loaded once under their own top-level PEFT keys,
+ * disposed once by the set, and handed to every adapter of the set.
+ */
+export interface SharedTensors {
+  /** By the names the variant's math uses. */
+  readonly tensors: Readonly<Record<string, tf.Variable>>
+  /** The trainable ones, named by their file key. */
+  parameters(): ReadonlyArray<Parameter>
+  /** Keyed by their full key in the adapter file (`base_model.vera_A`); copies the caller owns. */
+  stateDict(): Record<string, tf.Tensor>
+  /** Loads tensors keyed like `stateDict`; checks every key and shape before assigning anything. */
+  loadStateDict(tensors: Readonly<Record<string, tf.Tensor>>): void
+  dispose(): void
+}
+
+/** A shared tensor's shape, and whether a file must hold it (false: its init rebuilds it exactly, and a file's copy is ignored). */
+export interface SharedShape {
+  readonly shape: ReadonlyArray<number>
+  readonly fromFile: boolean
+}
+
+/** What an adapter set gives each adapter it creates, besides the layer. */
+export interface AdapterContext {
+  /** The set's shared tensors, for variants that declare some. */
+  readonly shared?: SharedTensors
+  /**
+   * For each output row of the layer in the model's order, that row's index in the model's Hugging
+   * Face form; absent when they agree. Per-layer tensors are permuted by the file reader and writer,
+   * but a shared output-indexed tensor (VeRA's `vera_B`) is in file order and must be gathered.
+   */
+  readonly peftRows?: ReadonlyArray<number>
+}
+
 /** What every variant's config says: which linear layers it adapts (PEFT's `target_modules` rules). */
 export interface AdapterConfigBase {
   readonly targetModules: TargetModules
@@ -82,7 +117,11 @@ export interface AdapterVariant<Config> {
   /** e.g. "lora". */
   readonly name: string
   /** Creates the adapter for one layer; `seed` makes its initialisation reproducible. */
-  create(target: LinearTarget, config: Config, seed: number): Adapter
+  create(target: LinearTarget, config: Config, seed: number, context?: AdapterContext): Adapter
+  /** Creates the tensors shared by all layers of a set on `targets`; absent when the variant has none. */
+  readonly createShared?: (targets: ReadonlyArray<LinearTarget>, config: Config, seed: number) => SharedTensors
+  /** The shared tensors by file key, without allocating (as `shapes` is for one layer). */
+  readonly sharedShapes?: (targets: ReadonlyArray<LinearTarget>, config: Config) => Readonly<Record<string, SharedShape>>
   /** How it reads and writes PEFT's files; absent for variants PEFT has no format for. */
   readonly format?: PeftFormat<Config>
   /**

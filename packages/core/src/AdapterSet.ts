@@ -1,11 +1,14 @@
 /**
  * Injection of one adapter variant into the selected linear layers of a model, and the handle to
  * what was injected: its parameters, PEFT-named state dict, merge/unmerge and enable/disable. The
- * set remembers its variant and config, so saving it needs nothing else.
+ * set remembers its variant and config, so saving it needs nothing else. A variant's shared tensors
+ * (VeRA's projections) are created here, once for the set, handed to every adapter, and disposed
+ * with the set.
  */
 import type * as tf from "@tensorflow/tfjs-core"
 import type { AdaptableModel, PeftRowOrder } from "./AdaptableModel.js"
-import type { Adapter, AdapterConfigBase, AdapterVariant } from "./Adapter.js"
+import type { Adapter, AdapterConfigBase, AdapterVariant, SharedTensors } from "./Adapter.js"
+import { inverseOrder } from "./internal/inverseOrder.js"
 import type { Linear } from "./Linear.js"
 import type { Parameter, ParameterGroup } from "./Parameter.js"
 import { mixSeed } from "./Seed.js"
@@ -35,7 +38,9 @@ export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
     /** The adapted layers and their adapters, in module order. */
     readonly entries: ReadonlyArray<AdaptedLayer>,
     /** The model's output-row order in PEFT files (`AdaptableModel.peftRowOrder`), which saving and restoring use. */
-    readonly rowOrder: PeftRowOrder | undefined
+    readonly rowOrder: PeftRowOrder | undefined,
+    /** The tensors the variant shares across all layers of this set, if it declares any. */
+    readonly shared: SharedTensors | undefined
   ) {}
 
   /** Creates an adapter on every layer the config's `targetModules` select (PEFT semantics). */
@@ -47,14 +52,17 @@ export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
   ): AdapterSet<Config> {
     const all = model.linears()
     const names = new Set(options.modules ?? selectTargets(all.map((layer) => layer.name), config.targetModules, model.outputHeads))
-    const entries = all
-      .filter((layer) => names.has(layer.name))
-      .map((layer, index) => {
-        const adapter = variant.create(layer, config, mixSeed(options.seed, index))
-        layer.attach(adapter)
-        return { layer, adapter }
-      })
-    return new AdapterSet(variant, config, entries, model.peftRowOrder)
+    const targets = all.filter((layer) => names.has(layer.name))
+    const shared = targets.length > 0 ? variant.createShared?.(targets, config, options.seed) : undefined
+    const entries = targets.map((layer, index) => {
+      const seed = mixSeed(options.seed, index)
+      // Only a variant with shared tensors needs the context; others are created exactly as before.
+      const order = shared === undefined ? undefined : model.peftRowOrder?.(layer.name)
+      const adapter = shared === undefined ? variant.create(layer, config, seed) : variant.create(layer, config, seed, { shared, ...(order === undefined ? {} : { peftRows: inverseOrder(order) }) })
+      layer.attach(adapter)
+      return { layer, adapter }
+    })
+    return new AdapterSet(variant, config, entries, model.peftRowOrder, shared)
   }
 
   /** The adapted layers, in module order. */
@@ -66,9 +74,9 @@ export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
     return this.config.targetModules
   }
 
-  /** All trainable adapter parameters, in module order. */
+  /** All trainable adapter parameters, in module order, then the trainable shared ones. */
   parameters(): ReadonlyArray<Parameter> {
-    return this.entries.flatMap(({ adapter }) => adapter.parameters())
+    return [...this.entries.flatMap(({ adapter }) => adapter.parameters()), ...(this.shared?.parameters() ?? [])]
   }
 
   /** The parameters as optimizer groups, as the variant maps them under this config (LoRA+); one group by default. */
@@ -84,6 +92,11 @@ export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
       for (const [suffix, tensor] of Object.entries(adapter.stateDict())) out[`${layer.name}.${suffix}`] = tensor
     }
     return out
+  }
+
+  /** The shared tensors by their full key in PEFT's file (`base_model.vera_A`); empty for most variants. Copies the caller owns. */
+  sharedStateDict(): Record<string, tf.Tensor> {
+    return this.shared?.stateDict() ?? {}
   }
 
   /** W <- W + scale delta on every adapted layer (`scale` is a merge step size; 1 by default). */
@@ -120,8 +133,9 @@ export class AdapterSet<Config extends AdapterConfigBase = AdapterConfigBase> {
     }
   }
 
-  /** Removes the adapters, leaving the base weights as they are now (merged adapters stay merged). */
+  /** Removes the adapters and frees the shared tensors, leaving the base weights as they are now (merged adapters stay merged). */
   remove(): void {
     for (const { layer, adapter } of this.entries) if (layer.adapter === adapter) layer.detach()
+    this.shared?.dispose()
   }
 }

@@ -7,11 +7,15 @@
  * `loadStateDict` with key and shape checks, re-initialisation for a new chain link, the dropout
  * random stream and its state, and disposal.
  *
+ * A variant may also declare `shared` tensors, held once by the adapter set for all its layers (VeRA's
+ * frozen random projections): they get their own top-level keys in PEFT's file, are saved, loaded and
+ * disposed once, and reach `forward` / `delta` / `factors` as `scope.shared`.
+ *
  * The math is plain tfjs (`tf.matMul` and friends): backends install their fast paths as kernels,
  * so a variant never asks which backend runs it.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import type { Adapter, AdapterFactors, AdapterVariant, LinearTarget } from "./Adapter.js"
+import type { Adapter, AdapterContext, AdapterFactors, AdapterVariant, LinearTarget, SharedTensors } from "./Adapter.js"
 import { InvalidCheckpoint, ShapeMismatch } from "./Errors.js"
 import type { Parameter, ParameterGroup } from "./Parameter.js"
 import type { PeftFormat } from "./PeftFormat.js"
@@ -30,17 +34,38 @@ export interface TensorSpec {
   readonly key: string
 }
 
+/**
+ * One tensor shared by all layers of an adapter set. `key` is its full key in the adapter file
+ * (`base_model.vera_A`), not one under a module; it is re-drawn only with a new set, never per link,
+ * and always saved.
+ */
+export interface SharedTensorSpec extends TensorSpec {
+  /**
+   * False when `init` rebuilds the tensor a file would hold exactly (VeRA's projections with
+   * `save_projection: false`): loading then neither needs nor reads it. Default true.
+   */
+  readonly fromFile?: boolean
+}
+
 /** The tensors of one layer's adapter, by the names the variant's math uses. */
 export type TensorValues<Names extends string> = { readonly [K in Names]: tf.Variable }
 
 /** What `forward`, `delta` and `factors` see. */
-export interface AdapterScope<Config, Names extends string> {
+export interface AdapterScope<Config, Names extends string, Shared extends string = never> {
   readonly tensors: TensorValues<Names>
+  /** The set's shared tensors (whole, e.g. [r, max in]: a variant slices what its layer needs). */
+  readonly shared: TensorValues<Shared>
+  /**
+   * Set only for variants with shared tensors, on a layer whose rows the model keeps in another order
+   * than its Hugging Face form: int32 [out], the HF row of each model row (`AdapterContext.peftRows`).
+   * Gather shared output-indexed tensors with it; per-layer tensors are already in model order.
+   */
+  readonly peftRows: tf.Tensor1D | undefined
   readonly config: Config
   readonly layer: LinearTarget
 }
 
-export interface ForwardScope<Config, Names extends string> extends AdapterScope<Config, Names> {
+export interface ForwardScope<Config, Names extends string, Shared extends string = never> extends AdapterScope<Config, Names, Shared> {
   /** The layer input, [n, in]. */
   readonly x: tf.Tensor2D
   /** The frozen layer's own output x W^T + b, [n, out]. */
@@ -50,19 +75,21 @@ export interface ForwardScope<Config, Names extends string> extends AdapterScope
   readonly dropout: (x: tf.Tensor2D, rate: number) => tf.Tensor2D
 }
 
-export interface AdapterDefinition<Config, Names extends string> {
+export interface AdapterDefinition<Config, Names extends string, Shared extends string = never> {
   /** The variant's name ("lora", "dora", ...). */
   readonly name: string
   readonly tensors: (layer: LinearTarget, config: Config) => { readonly [K in Names]: TensorSpec }
+  /** Tensors the set holds once for all its `layers` (the adapted ones); absent for most variants. */
+  readonly shared?: (layers: ReadonlyArray<LinearTarget>, config: Config) => { readonly [K in Shared]: SharedTensorSpec }
   /** The adapted output, [n, out]. Runs inside `tf.tidy`. */
-  readonly forward: (scope: ForwardScope<Config, Names>) => tf.Tensor
+  readonly forward: (scope: ForwardScope<Config, Names, Shared>) => tf.Tensor
   /** The weight update, [out, in] float32: merging sets W <- W + delta (shape checked there). Runs inside `tf.tidy`. */
-  readonly delta: (scope: AdapterScope<Config, Names>) => tf.Tensor
+  readonly delta: (scope: AdapterScope<Config, Names, Shared>) => tf.Tensor
   /**
    * Low-rank factors, when the variant has them: merging sets W <- rowScale (W + b a) row-wise
    * (b [out, k], a [k, in], rowScale [out]; without rowScale, delta = b a). Runs inside `tf.tidy`.
    */
-  readonly factors?: (scope: AdapterScope<Config, Names>) => { readonly a: tf.Tensor; readonly b: tf.Tensor; readonly rowScale?: tf.Tensor }
+  readonly factors?: (scope: AdapterScope<Config, Names, Shared>) => { readonly a: tf.Tensor; readonly b: tf.Tensor; readonly rowScale?: tf.Tensor }
   /** Set when `delta` depends on the current base weight (DoRA-like). */
   readonly deltaDependsOnWeight?: boolean
   /** How the variant reads and writes Hugging Face PEFT's files; without it, saving as PEFT is a typed error. */
@@ -92,17 +119,91 @@ export const init = {
  */
 const tensorSeed = (seed: number, index: number): number => (index === 0 && seed !== 0 ? seed : mixSeed(seed, index))
 
+const shapesByKey = (specs: Readonly<Record<string, TensorSpec>>) => Object.fromEntries(Object.values<TensorSpec>(specs).map((spec) => [spec.key, spec.shape]))
+
 /** Builds a full `AdapterVariant` from a definition. */
-export const defineAdapter = <Config, Names extends string>(definition: AdapterDefinition<Config, Names>): AdapterVariant<Config> => ({
-  name: definition.name,
-  ...(definition.format === undefined ? {} : { format: definition.format }),
-  ...(definition.groups === undefined ? {} : { groups: definition.groups }),
-  shapes: (layer, config) => Object.fromEntries(Object.values<TensorSpec>(definition.tensors(layer, config)).map((spec) => [spec.key, spec.shape])),
-  create: (layer, config, seed) => new DefinedAdapter(definition, layer, config, seed)
-})
+export const defineAdapter = <Config, Names extends string, Shared extends string = never>(definition: AdapterDefinition<Config, Names, Shared>): AdapterVariant<Config> => {
+  const shared = definition.shared
+  return {
+    name: definition.name,
+    ...(definition.format === undefined ? {} : { format: definition.format }),
+    ...(definition.groups === undefined ? {} : { groups: definition.groups }),
+    shapes: (layer, config) => shapesByKey(definition.tensors(layer, config)),
+    ...(shared === undefined
+      ? {}
+      : {
+        sharedShapes: (layers, config) =>
+          Object.fromEntries(Object.values<SharedTensorSpec>(shared(layers, config)).map((spec) => [spec.key, { shape: spec.shape, fromFile: spec.fromFile !== false }])),
+        createShared: (layers, config, seed) => new DefinedSharedTensors(shared(layers, config), seed)
+      }),
+    create: (layer, config, seed, context) => new DefinedAdapter(definition, layer, config, seed, context)
+  }
+}
+
+/** The shared tensors `defineAdapter` builds for a variant that declares some. */
+export class DefinedSharedTensors<Shared extends string> implements SharedTensors {
+  readonly tensors: TensorValues<Shared>
+  private readonly specs: ReadonlyArray<readonly [Shared, SharedTensorSpec]>
+  private disposed = false
+
+  constructor(specs: { readonly [K in Shared]: SharedTensorSpec }, seed: number) {
+    this.specs = Object.entries(specs) as Array<[Shared, SharedTensorSpec]>
+    const values: Partial<Record<Shared, tf.Variable>> = {}
+    this.specs.forEach(([name, spec], index) => {
+      // Seeds of their own, apart from the per-layer streams (0x5a4ed: "shared").
+      const initial = spec.init(spec.shape, mixSeed(seed, 0x5a4ed, index))
+      values[name] = tf.variable(initial, spec.trainable !== false, undefined, "float32")
+      initial.dispose()
+    })
+    this.tensors = values as TensorValues<Shared>
+  }
+
+  parameters(): ReadonlyArray<Parameter> {
+    return this.specs.filter(([, spec]) => spec.trainable !== false).map(([name, spec]) => ({ name: spec.key, variable: this.tensors[name] }))
+  }
+
+  stateDict(): Record<string, tf.Tensor> {
+    return Object.fromEntries(this.specs.map(([name, spec]) => [spec.key, this.tensors[name].clone()]))
+  }
+
+  /** Loads the tensors a file holds (`fromFile`); copies of rebuilt ones are ignored, as PEFT ignores them. */
+  loadStateDict(tensors: Readonly<Record<string, tf.Tensor>>): void {
+    const fromFile = this.specs.filter(([, spec]) => spec.fromFile !== false)
+    const rebuilt = new Set(this.specs.filter(([, spec]) => spec.fromFile === false).map(([, spec]) => spec.key))
+    const given = Object.fromEntries(Object.entries(tensors).filter(([key]) => !rebuilt.has(key)))
+    loadChecked(new Map(fromFile.map(([name, spec]) => [spec.key, this.tensors[name]])), given, "shared tensors", "the adapter set's shared tensors", (key) => key)
+  }
+
+  dispose(): void {
+    if (this.disposed) return
+    this.disposed = true
+    for (const [name] of this.specs) this.tensors[name].dispose()
+  }
+}
+
+/** Checks keys and shapes of `tensors` against `byKey`, then assigns them all (a bad input changes nothing). */
+const loadChecked = (
+  byKey: ReadonlyMap<string, tf.Variable>,
+  tensors: Readonly<Record<string, tf.Tensor>>,
+  path: string,
+  owner: string,
+  what: (key: string) => string = (key) => `${path}.${key}`
+): void => {
+  for (const key of Object.keys(tensors)) {
+    if (!byKey.has(key)) throw new InvalidCheckpoint({ path, tensor: key, reason: `unexpected tensor for ${owner} (expected ${[...byKey.keys()].join(", ")})` })
+  }
+  for (const [key, variable] of byKey) {
+    const tensor = tensors[key]
+    if (tensor === undefined) throw new InvalidCheckpoint({ path, tensor: key, reason: "missing" })
+    if (!tf.util.arraysEqual(tensor.shape, variable.shape)) throw new ShapeMismatch({ what: what(key), expected: variable.shape, actual: tensor.shape })
+  }
+  tf.tidy(() => {
+    for (const [key, variable] of byKey) variable.assign(tf.cast(tensors[key]!, "float32"))
+  })
+}
 
 /** The adapter `defineAdapter` builds; `tensors` and `config` are there for inspection and tests. */
-export class DefinedAdapter<Config, Names extends string> implements Adapter {
+export class DefinedAdapter<Config, Names extends string, Shared extends string = never> implements Adapter {
   readonly variant: string
   readonly moduleName: string
   readonly deltaDependsOnWeight: boolean
@@ -111,14 +212,20 @@ export class DefinedAdapter<Config, Names extends string> implements Adapter {
   /** The adapter's tensors, by the names its definition gave them. */
   readonly tensors: TensorValues<Names>
   private readonly params: ReadonlyArray<Parameter>
+  /** The set's shared tensors (or this adapter's own, when created outside a set). */
+  readonly shared: TensorValues<Shared>
+  /** Shared tensors this adapter made itself (created outside a set), so it disposes them. */
+  private readonly ownShared: SharedTensors | undefined
+  private readonly peftRows: tf.Tensor1D | undefined
   private seed: number
   private dropoutCalls = 0
 
   constructor(
-    private readonly definition: AdapterDefinition<Config, Names>,
+    private readonly definition: AdapterDefinition<Config, Names, Shared>,
     layer: LinearTarget,
     readonly config: Config,
-    seed: number
+    seed: number,
+    context: AdapterContext = {}
   ) {
     this.variant = definition.name
     this.moduleName = layer.name
@@ -133,6 +240,11 @@ export class DefinedAdapter<Config, Names extends string> implements Adapter {
       initial.dispose()
     })
     this.tensors = values as TensorValues<Names>
+    const sharedSpecs = definition.shared
+    this.ownShared = sharedSpecs !== undefined && context.shared === undefined ? new DefinedSharedTensors(sharedSpecs([layer], config), seed) : undefined
+    this.shared = (context.shared ?? this.ownShared)?.tensors as TensorValues<Shared> ?? ({} as TensorValues<Shared>)
+    // Only variants with shared tensors need the row map; LoRA-like variants allocate nothing more.
+    this.peftRows = sharedSpecs !== undefined && context.peftRows !== undefined ? tf.tensor1d([...context.peftRows], "int32") : undefined
     this.params = this.specs.filter(([, spec]) => spec.trainable !== false).map(([name, spec]) => ({ name: `${layer.name}.${spec.key}`, variable: this.tensors[name] }))
     const factors = definition.factors
     if (factors !== undefined) {
@@ -151,11 +263,11 @@ export class DefinedAdapter<Config, Names extends string> implements Adapter {
   }
 
   private tensorsOf(tensor: tf.Tensor): tf.Tensor | undefined {
-    return Object.values<tf.Variable>(this.tensors).find((variable) => variable === tensor)
+    return [...Object.values<tf.Variable>(this.tensors), ...Object.values<tf.Variable>(this.shared)].find((variable) => variable === tensor)
   }
 
-  private scope(layer: LinearTarget): AdapterScope<Config, Names> {
-    return { tensors: this.tensors, config: this.config, layer }
+  private scope(layer: LinearTarget): AdapterScope<Config, Names, Shared> {
+    return { tensors: this.tensors, shared: this.shared, peftRows: this.peftRows, config: this.config, layer }
   }
 
   parameters(): ReadonlyArray<Parameter> {
@@ -192,22 +304,14 @@ export class DefinedAdapter<Config, Names extends string> implements Adapter {
   }
 
   loadStateDict(tensors: Readonly<Record<string, tf.Tensor>>): void {
-    const byKey = new Map(this.specs.map(([name, spec]) => [spec.key, this.tensors[name]]))
-    for (const key of Object.keys(tensors)) {
-      if (!byKey.has(key)) throw new InvalidCheckpoint({ path: this.moduleName, tensor: key, reason: `unexpected tensor for a ${this.variant} adapter (expected ${[...byKey.keys()].join(", ")})` })
-    }
     // All checked before anything is assigned, so a bad file leaves the adapter as it was.
-    for (const [key, variable] of byKey) {
-      const tensor = tensors[key]
-      if (tensor === undefined) throw new InvalidCheckpoint({ path: this.moduleName, tensor: key, reason: "missing" })
-      if (!tf.util.arraysEqual(tensor.shape, variable.shape)) throw new ShapeMismatch({ what: `${this.moduleName}.${key}`, expected: variable.shape, actual: tensor.shape })
-    }
-    tf.tidy(() => {
-      for (const [key, variable] of byKey) variable.assign(tf.cast(tensors[key]!, "float32"))
-    })
+    loadChecked(new Map(this.specs.map(([name, spec]) => [spec.key, this.tensors[name]])), tensors, this.moduleName, `a ${this.variant} adapter`)
   }
 
+  /** Frees this layer's tensors; shared ones belong to the set (unless this adapter made its own). */
   dispose(): void {
     for (const [name] of this.specs) this.tensors[name].dispose()
+    this.ownShared?.dispose()
+    this.peftRows?.dispose()
   }
 }

@@ -12,9 +12,15 @@
  * that keeps some modules' rows in another order (a llama2.c checkpoint's interleaved-RoPE q_proj /
  * k_proj) says so with `AdaptableModel.peftRowOrder`; the writer (given `rowOrder`) permutes every
  * tensor indexed by output row (`PEFT_OUTPUT_ROW_KEYS`: `lora_B`, DoRA's magnitude, VeRA's
- * `lambda_d`) into file order, and `loadAdapter` / `restoreAdapterWeights` permute them back, so a
- * variant never knows. Input-side tensors (`lora_A`) are never permuted: the input features of q/k
- * are the hidden state, the same in both layouts.
+ * `vera_lambda_b`) into file order, and `loadAdapter` / `restoreAdapterWeights` permute them back, so
+ * a variant never knows. Input-side tensors (`lora_A`, VeRA's `vera_lambda_d` [r]) are never
+ * permuted: the input features of q/k are the hidden state, the same in both layouts.
+ *
+ * Shared tensors (a variant's `createShared`: VeRA's `vera_A` / `vera_B`) are written once under
+ * their own full keys (`base_model.vera_A`, outside `base_model.model.`), shape-checked against the
+ * variant's `sharedShapes` before anything is allocated on load, and never permuted: one tensor
+ * serves layers with different row orders, so the variant gathers rows per layer
+ * (`AdapterContext.peftRows`).
  */
 import type { FileSystem } from "@effect/platform"
 import { Effect } from "effect"
@@ -25,6 +31,7 @@ import { AdapterSet } from "./AdapterSet.js"
 import { writeFileAtomic } from "./AtomicFile.js"
 import { attempt, ConfigError, type FileError, InvalidCheckpoint, NoPeftFormat, ShapeMismatch } from "./Errors.js"
 import { joinPath, readFileBytes } from "./Files.js"
+import { inverseOrder } from "./internal/inverseOrder.js"
 import type { PeftFormat } from "./PeftFormat.js"
 import * as Safetensors from "./Safetensors.js"
 
@@ -49,18 +56,10 @@ export interface PeftSaveOptions {
 
 /**
  * Tensor keys (after the module name) whose first axis is the module's output features, in PEFT's
- * state-dict naming: LoRA's B (and its bias), DoRA's magnitude vector, VeRA's `lambda_d`. These are
- * the tensors a `PeftRowOrder` permutes.
+ * state-dict naming: LoRA's B (and its bias), DoRA's magnitude vector, VeRA's `vera_lambda_b` (VeRA's
+ * `vera_lambda_d` is [r], not per output row). These are the tensors a `PeftRowOrder` permutes.
  */
-export const PEFT_OUTPUT_ROW_KEYS: ReadonlyArray<string> = ["lora_B.weight", "lora_B.bias", "lora_magnitude_vector", "lora_magnitude_vector.weight", "vera_lambda_d"]
-
-const inverseOrder = (order: ReadonlyArray<number>): Array<number> => {
-  const inverse = new Array<number>(order.length)
-  order.forEach((row, i) => {
-    inverse[row] = i
-  })
-  return inverse
-}
+export const PEFT_OUTPUT_ROW_KEYS: ReadonlyArray<string> = ["lora_B.weight", "lora_B.bias", "lora_magnitude_vector", "lora_magnitude_vector.weight", "vera_lambda_b"]
 
 /** The row order for `key` of `module`, checked against the tensor's first axis; undefined when nothing moves. */
 const orderFor = (rowOrder: PeftRowOrder | undefined, module: string, key: string, shape: ReadonlyArray<number>): ReadonlyArray<number> | undefined => {
@@ -97,20 +96,25 @@ export type LoadAdapterError = FileError | Safetensors.InvalidSafetensors | Inva
 
 /**
  * The two files of a PEFT adapter directory, as bytes: `tensors` keyed `<module>.<tensor key>`
- * (prefixed here) and the config. Reads the tensors asynchronously (GPU-safe).
+ * (prefixed here), `shared` tensors under their full keys (`base_model.vera_A`, written as given)
+ * and the config. Reads the tensors asynchronously (GPU-safe).
  */
 export const peftAdapterFiles = <Config>(
   format: PeftFormat<Config>,
   config: Config,
   tensors: Readonly<Record<string, tf.Tensor>>,
-  options: PeftSaveOptions = {}
+  options: PeftSaveOptions = {},
+  shared: Readonly<Record<string, tf.Tensor>> = {}
 ): Effect.Effect<{ readonly [ADAPTER_WEIGHTS_FILE]: Uint8Array; readonly [ADAPTER_CONFIG_FILE]: string }> =>
   Effect.map(
     Effect.acquireUseRelease(
       Effect.sync(() => toFileRows(tensors, options.rowOrder)),
       (file) =>
         Effect.promise(() =>
-          Safetensors.encodeTensorsAsync(Object.fromEntries(Object.entries(file.tensors).map(([key, tensor]) => [`${PEFT_KEY_PREFIX}${key}`, tensor])), { format: "pt" })
+          Safetensors.encodeTensorsAsync(
+            { ...Object.fromEntries(Object.entries(file.tensors).map(([key, tensor]) => [`${PEFT_KEY_PREFIX}${key}`, tensor])), ...shared },
+            { format: "pt" }
+          )
         ),
       (file) => Effect.sync(() => file.owned.forEach((tensor) => tensor.dispose()))
     ),
@@ -120,16 +124,17 @@ export const peftAdapterFiles = <Config>(
     })
   )
 
-/** Writes tensors and their config into `dir` in PEFT's layout, each file atomically, weights first. */
+/** Writes tensors (and shared tensors, by full key) and their config into `dir` in PEFT's layout, each file atomically, weights first. */
 export const savePeftAdapter = <Config>(
   dir: string,
   format: PeftFormat<Config>,
   config: Config,
   tensors: Readonly<Record<string, tf.Tensor>>,
-  options: PeftSaveOptions = {}
+  options: PeftSaveOptions = {},
+  shared: Readonly<Record<string, tf.Tensor>> = {}
 ): Effect.Effect<void, FileError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const files = yield* peftAdapterFiles(format, config, tensors, options)
+    const files = yield* peftAdapterFiles(format, config, tensors, options, shared)
     yield* writeFileAtomic(joinPath(dir, ADAPTER_WEIGHTS_FILE), files[ADAPTER_WEIGHTS_FILE])
     yield* writeFileAtomic(joinPath(dir, ADAPTER_CONFIG_FILE), files[ADAPTER_CONFIG_FILE])
   })
@@ -138,14 +143,21 @@ export const savePeftAdapter = <Config>(
 export const formatOf = <Config>(variant: AdapterVariant<Config>): Effect.Effect<PeftFormat<Config>, NoPeftFormat> =>
   variant.format === undefined ? Effect.fail(new NoPeftFormat({ variant: variant.name })) : Effect.succeed(variant.format)
 
+/** An adapter set's per-layer and shared tensors (copies), used and then freed. */
+const withSetTensors = <Config extends AdapterConfigBase, A, E, R>(
+  adapters: AdapterSet<Config>,
+  use: (tensors: Record<string, tf.Tensor>, shared: Record<string, tf.Tensor>) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => ({ tensors: adapters.stateDict(), shared: adapters.sharedStateDict() })),
+    ({ tensors, shared }) => use(tensors, shared),
+    ({ tensors, shared }) => Effect.sync(() => [...Object.values(tensors), ...Object.values(shared)].forEach((tensor) => tensor.dispose()))
+  )
+
 /** The PEFT files of an injected adapter set (checkpoints keep them in memory first). */
 export const adapterSetFiles = <Config extends AdapterConfigBase>(adapters: AdapterSet<Config>, options: PeftSaveOptions = {}) =>
   Effect.flatMap(formatOf(adapters.variant), (format) =>
-    Effect.acquireUseRelease(
-      Effect.sync(() => adapters.stateDict()),
-      (tensors) => peftAdapterFiles(format, adapters.config, tensors, { rowOrder: adapters.rowOrder, ...options }),
-      (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
-    )
+    withSetTensors(adapters, (tensors, shared) => peftAdapterFiles(format, adapters.config, tensors, { rowOrder: adapters.rowOrder, ...options }, shared))
   )
 
 /** Saves an injected adapter set in PEFT's layout, with the config it was injected with. */
@@ -155,12 +167,8 @@ export const saveAdapter = <Config extends AdapterConfigBase>(
   options: PeftSaveOptions = {}
 ): Effect.Effect<void, FileError | NoPeftFormat, FileSystem.FileSystem> =>
   Effect.flatMap(formatOf(adapters.variant), (format) =>
-    Effect.acquireUseRelease(
-      Effect.sync(() => adapters.stateDict()),
-      // The set remembers its model's row order, so a save cannot forget it.
-      (tensors) => savePeftAdapter(dir, format, adapters.config, tensors, { rowOrder: adapters.rowOrder, ...options }),
-      (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
-    )
+    // The set remembers its model's row order, so a save cannot forget it.
+    withSetTensors(adapters, (tensors, shared) => savePeftAdapter(dir, format, adapters.config, tensors, { rowOrder: adapters.rowOrder, ...options }, shared))
   )
 
 /** Splits a state-dict key (PEFT prefix removed) into its module and the tensor key after it. */
@@ -198,11 +206,32 @@ export const readAdapterTensors = (
   dir: string,
   split: KeySplitter
 ): Effect.Effect<ReadonlyMap<string, Record<string, Safetensors.TensorView>>, LoadAdapterError, FileSystem.FileSystem> =>
+  Effect.map(readAdapterFile(dir, split, []), (file) => file.layers)
+
+/**
+ * The tensors of a PEFT directory's `adapter_model.safetensors`: those under `sharedKeys` (full keys;
+ * a `.default` adapter-name suffix is accepted) apart, the rest grouped by module with `split`.
+ */
+export const readAdapterFile = (
+  dir: string,
+  split: KeySplitter,
+  sharedKeys: ReadonlyArray<string>
+): Effect.Effect<
+  { readonly layers: ReadonlyMap<string, Record<string, Safetensors.TensorView>>; readonly shared: Readonly<Record<string, Safetensors.TensorView>> },
+  LoadAdapterError,
+  FileSystem.FileSystem
+> =>
   Effect.gen(function* () {
     const path = joinPath(dir, ADAPTER_WEIGHTS_FILE)
     const file = yield* Safetensors.decode(yield* readFileBytes(path), path)
     const tensors = new Map<string, Record<string, Safetensors.TensorView>>()
+    const shared: Record<string, Safetensors.TensorView> = {}
     for (const view of file.tensors) {
+      const sharedKey = sharedKeys.find((key) => view.name === key || view.name === `${key}.default`)
+      if (sharedKey !== undefined) {
+        shared[sharedKey] = view
+        continue
+      }
       const name = view.name.startsWith(PEFT_KEY_PREFIX) ? view.name.slice(PEFT_KEY_PREFIX.length) : view.name
       const parts = split(name)
       if (parts === undefined) return yield* new InvalidCheckpoint({ path, tensor: name, reason: "belongs to none of the model's adapted linear layers" })
@@ -211,7 +240,7 @@ export const readAdapterTensors = (
       tensors.set(parts.module, entry)
     }
     if (tensors.size === 0) return yield* new InvalidCheckpoint({ path, reason: "no adapter tensors" })
-    return tensors
+    return { layers: tensors, shared }
   })
 
 /**
@@ -238,14 +267,23 @@ export const dispatchAdapterConfig = (
   )
 }
 
-/** Loads tensors read from a PEFT file into injected adapters; every adapted layer must be in the file. */
+/** Loads tensors read from a PEFT file into injected adapters (and their shared tensors); every adapted layer must be in the file. */
 const loadInto = <Config extends AdapterConfigBase>(
   adapters: AdapterSet<Config>,
-  tensors: ReadonlyMap<string, Record<string, Safetensors.TensorView>>,
+  file: { readonly layers: ReadonlyMap<string, Record<string, Safetensors.TensorView>>; readonly shared: Readonly<Record<string, Safetensors.TensorView>> },
   path: string,
   rowOrder: PeftRowOrder | undefined
 ): Effect.Effect<void, LoadAdapterError> =>
   attempt(() => {
+    const tensors = file.layers
+    if (adapters.shared !== undefined) {
+      const loaded = Object.fromEntries(Object.entries(file.shared).map(([key, view]) => [key, Safetensors.toTensor(view)]))
+      try {
+        adapters.shared.loadStateDict(loaded)
+      } finally {
+        Object.values(loaded).forEach((tensor) => tensor.dispose())
+      }
+    }
     for (const { layer, adapter } of adapters.entries) {
       const views = tensors.get(layer.name)
       if (views === undefined) throw new InvalidCheckpoint({ path, tensor: layer.name, reason: "no tensors for this adapted layer" })
@@ -278,11 +316,23 @@ export const loadAdapter = <Variants extends ReadonlyArray<AdapterVariant<any>>>
 ): Effect.Effect<AdapterSet<ConfigOf<Variants[number]>>, LoadAdapterError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const { variant, config } = yield* dispatchAdapterConfig(yield* readAdapterConfigJson(dir), variants)
-    const tensors = yield* readAdapterTensors(dir, splitAtModules(model.linears().map((layer) => layer.name)))
+    const layers = new Map(model.linears().map((layer) => [layer.name, layer]))
+    const path = joinPath(dir, ADAPTER_WEIGHTS_FILE)
+    // Shared tensors are sized by the file's modules (as PEFT sizes them by its targets); only their keys are needed to read.
+    const sharedKeys = variant.sharedShapes === undefined ? [] : Object.keys(variant.sharedShapes([...layers.values()], config))
+    const file = yield* readAdapterFile(dir, splitAtModules([...layers.keys()]), sharedKeys)
+    const tensors = file.layers
     // The file against what the config would allocate, before anything is allocated (an absurd r is an error in microseconds).
+    if (variant.sharedShapes !== undefined) {
+      const expected = variant.sharedShapes([...tensors.keys()].map((module) => layers.get(module)!), config)
+      for (const [key, { shape, fromFile }] of Object.entries(expected)) {
+        if (!fromFile) continue
+        const view = file.shared[key]
+        if (view === undefined) return yield* new InvalidCheckpoint({ path, tensor: key, reason: "missing (a tensor shared by all adapted layers)" })
+        if (!tf.util.arraysEqual([...view.shape], [...shape])) return yield* new ShapeMismatch({ what: key, expected: shape, actual: view.shape })
+      }
+    }
     if (variant.shapes !== undefined) {
-      const path = joinPath(dir, ADAPTER_WEIGHTS_FILE)
-      const layers = new Map(model.linears().map((layer) => [layer.name, layer]))
       for (const [module, views] of tensors) {
         const expected = variant.shapes(layers.get(module)!, config)
         for (const [key, shape] of Object.entries(expected)) {
@@ -293,7 +343,7 @@ export const loadAdapter = <Variants extends ReadonlyArray<AdapterVariant<any>>>
       }
     }
     const adapters = yield* attempt(() => AdapterSet.inject(model, variant, config, { seed: 0, modules: [...tensors.keys()] }))
-    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE), model.peftRowOrder).pipe(Effect.tapError(() => Effect.sync(() => adapters.remove())))
+    yield* loadInto(adapters, file, path, model.peftRowOrder).pipe(Effect.tapError(() => Effect.sync(() => adapters.remove())))
     return adapters as AdapterSet<ConfigOf<Variants[number]>>
   })
 
@@ -310,6 +360,6 @@ export const restoreAdapterWeights = <Config extends AdapterConfigBase>(
   options: { readonly rowOrder?: PeftRowOrder | undefined } = {}
 ): Effect.Effect<void, LoadAdapterError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const tensors = yield* readAdapterTensors(dir, splitAtModules(adapters.entries.map(({ layer }) => layer.name)))
-    yield* loadInto(adapters, tensors, joinPath(dir, ADAPTER_WEIGHTS_FILE), options.rowOrder ?? adapters.rowOrder)
+    const file = yield* readAdapterFile(dir, splitAtModules(adapters.entries.map(({ layer }) => layer.name)), Object.keys(adapters.variant.sharedShapes?.(adapters.layers, adapters.config) ?? {}))
+    yield* loadInto(adapters, file, joinPath(dir, ADAPTER_WEIGHTS_FILE), options.rowOrder ?? adapters.rowOrder)
   })

@@ -29,7 +29,8 @@ describe("browser bundles", () => {
         "@peftkit/models",
         "@peftkit/optimizers",
         "@peftkit/tasks",
-        "@peftkit/tokenizers"
+        "@peftkit/tokenizers",
+        "@peftkit/vera"
       ]
     )
   })
