@@ -11,8 +11,8 @@ import { expectPeftLogits, FIXTURE_MODELS, maxAbsDiff, peftkitLogits, reference,
 
 // PEFT-written adapters that are plain LoRA files (pissa: PEFT converted it to a rank-2r LoRA on the original base).
 const PEFT_WRITTEN = ["lora", "rslora", "all_linear", "regex", "pissa"] as const
-// What make-adapters.mjs trains with `peftkit train` (COLA is saved as one LoRA).
-const PEFTKIT_WRITTEN = ["lora", "cola"] as const
+// What make-adapters.mjs trains with `peftkit train` (the chains, COLA, RAC-LoRA and XGBLoRA, are saved as one LoRA).
+const PEFTKIT_WRITTEN = ["lora", "cola", "rac", "xgb"] as const
 
 describe.each(FIXTURE_MODELS)("PEFT interop, LoRA family, tiny %s", (model) => {
   it("the base model: peftkit's logits are transformers'", async () => {
