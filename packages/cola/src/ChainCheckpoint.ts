@@ -34,7 +34,7 @@ const ChainStateJson = Schema.Struct({
 })
 type ChainStateJson = typeof ChainStateJson.Encoded
 
-const linkKey = (link: number, moduleName: string, part: "a" | "b" | "delta") => `link.${link}.${moduleName}.${part}`
+const linkKey = (link: number, moduleName: string, part: "a" | "b" | "rowScale" | "delta") => `link.${link}.${moduleName}.${part}`
 
 /** The chain's checkpoint files. Reads the current adapters back asynchronously (GPU-safe). */
 export const chainCheckpointFiles = <Config extends ChainableConfig>(chain: Chain<Config>): Effect.Effect<CheckpointFiles> => {
@@ -45,6 +45,8 @@ export const chainCheckpointFiles = <Config extends ChainableConfig>(chain: Chai
       if (update.kind === "factors") {
         inputs.push({ name: linkKey(record.link, moduleName, "a"), dtype: "F32", shape: [update.rank, layer.inFeatures], data: update.a })
         inputs.push({ name: linkKey(record.link, moduleName, "b"), dtype: "F32", shape: [layer.outFeatures, update.rank], data: update.b })
+        // A row-scaled (DoRA) link: without its scale the replay and the export would be another model.
+        if (update.rowScale !== undefined) inputs.push({ name: linkKey(record.link, moduleName, "rowScale"), dtype: "F32", shape: [layer.outFeatures], data: update.rowScale })
       } else {
         inputs.push({ name: linkKey(record.link, moduleName, "delta"), dtype: "F32", shape: [layer.outFeatures, layer.inFeatures], data: update.delta })
       }
@@ -110,7 +112,12 @@ export const restoreChain = <Config extends ChainableConfig>(chain: Chain<Config
           const rank = a.shape[0]!
           if (a.shape[1] !== layer.inFeatures) return yield* new ShapeMismatch({ what: linkKey(record.link, moduleName, "a"), expected: [rank, layer.inFeatures], actual: a.shape })
           if (b.shape[0] !== layer.outFeatures || b.shape[1] !== rank) return yield* new ShapeMismatch({ what: linkKey(record.link, moduleName, "b"), expected: [layer.outFeatures, rank], actual: b.shape })
-          updates.set(moduleName, { kind: "factors", rank, a: Safetensors.toFloat32(a).slice(), b: Safetensors.toFloat32(b).slice() })
+          const rowScale = views.get(linkKey(record.link, moduleName, "rowScale"))
+          if (rowScale !== undefined && (rowScale.shape.length !== 1 || rowScale.shape[0] !== layer.outFeatures)) {
+            return yield* new ShapeMismatch({ what: linkKey(record.link, moduleName, "rowScale"), expected: [layer.outFeatures], actual: rowScale.shape })
+          }
+          const scale = rowScale === undefined ? {} : { rowScale: Safetensors.toFloat32(rowScale).slice() }
+          updates.set(moduleName, { kind: "factors", rank, a: Safetensors.toFloat32(a).slice(), b: Safetensors.toFloat32(b).slice(), ...scale })
         } else if (delta !== undefined) {
           if (delta.shape[0] !== layer.outFeatures || delta.shape[1] !== layer.inFeatures) return yield* new ShapeMismatch({ what: linkKey(record.link, moduleName, "delta"), expected: [layer.outFeatures, layer.inFeatures], actual: delta.shape })
           updates.set(moduleName, { kind: "dense", delta: Safetensors.toFloat32(delta).slice() })
@@ -150,7 +157,11 @@ export const restoreChain = <Config extends ChainableConfig>(chain: Chain<Config
           const increment = update.kind === "factors"
             ? tf.matMul(tf.tensor2d(update.b, [layer.outFeatures, update.rank]), tf.tensor2d(update.a, [update.rank, layer.inFeatures]))
             : tf.tensor2d(update.delta, [layer.outFeatures, layer.inFeatures])
-          layer.weight.assign(tf.add(layer.weight, increment))
+          // A row-scaled link merged as rowScale (W + b a) - W added to W, the ops of DoRA's merge.
+          const added = update.kind === "factors" && update.rowScale !== undefined
+            ? tf.sub(tf.mul(tf.tensor2d(update.rowScale, [layer.outFeatures, 1]), tf.add(layer.weight, increment)), layer.weight)
+            : increment
+          layer.weight.assign(tf.add(layer.weight, added))
         })
       }
     }

@@ -5,17 +5,23 @@
  * with r = lora_alpha = R (scale 1), it loads in PEFT onto the ORIGINAL base model and reproduces
  * the chain, with no merged full weights to ship.
  *
+ * A DoRA chain (links with a row scale, W_l = D_l (W_{l-1} + b_l a_l)) is one DoRA exactly:
+ *   W_L = D (W_0 + sum_l b_l a_l / P_l)      D = prod_l D_l, P_l = prod_{k<l} D_k (row-wise)
+ * so the factors concatenate with b'_l = b_l / P_l, and the magnitude is m = D ||W_0 + B'A'||_row,
+ * which is D ||W_{L-1} / P_L + b'_L a_L||_row: computed from the live weight, W_0 is not needed.
+ *
  * `compressUpdate` truncates such an update to a chosen rank by SVD: QR of both factors, then the
  * SVD of the small R x R core (ml-matrix, float64), so the full [out, in] matrix is never formed
  * unless a layer is smaller than R. The relative Frobenius error it introduces is exact: the
  * discarded singular values.
  */
 import type { FileSystem } from "@effect/platform"
-import { type FileError, InvalidCheckpoint, type PeftRowOrder, type PeftSaveOptions, savePeftAdapter } from "@peftkit/core"
-import { type LoraConfig, loraConfig, loraFormat } from "@peftkit/lora"
+import { ConfigError, type FileError, InvalidCheckpoint, type PeftRowOrder, type PeftSaveOptions, savePeftAdapter } from "@peftkit/core"
+import { doraFormat, exactPatternKey, type LoraConfig, loraConfig, loraFormat } from "@peftkit/lora"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { Matrix, QrDecomposition, SingularValueDecomposition } from "ml-matrix"
+import type { Linear } from "@peftkit/core"
 import type { Chain, LinkUpdate, ChainableConfig } from "./Chain.js"
 import { readHost } from "./internal/readHost.js"
 
@@ -27,6 +33,8 @@ export interface LowRankUpdate {
   readonly rank: number
   readonly a: Float32Array
   readonly b: Float32Array
+  /** DoRA's magnitude [out] when the chain rescales rows: the update is then a DoRA, not a plain LoRA. */
+  readonly magnitude?: Float32Array
 }
 
 export interface ChainLora {
@@ -56,9 +64,12 @@ const concatenate = (moduleName: string, outFeatures: number, inFeatures: number
   return { moduleName, outFeatures, inFeatures, rank, a, b }
 }
 
+type Part = { readonly rank: number; readonly a: Float32Array; readonly b: Float32Array; readonly rowScale?: Float32Array | undefined }
+
 /**
- * The whole chain (merged links plus the link in training) as one LoRA of rank sum(r_l), exactly.
- * Fails with `InvalidCheckpoint` when the variant has no low-rank factors (use `compressChain`).
+ * The whole chain (merged links plus the link in training) as one LoRA of rank sum(r_l), exactly;
+ * a DoRA chain as one DoRA (see above; its current link must not be merged). Fails with
+ * `InvalidCheckpoint` when the variant has no low-rank factors (use `compressChain`).
  */
 export const exportChain = <Config extends ChainableConfig>(chain: Chain<Config>): Effect.Effect<ChainLora, InvalidCheckpoint> =>
   Effect.gen(function* () {
@@ -67,7 +78,7 @@ export const exportChain = <Config extends ChainableConfig>(chain: Chain<Config>
       if (adapter.factors === undefined) {
         return yield* new InvalidCheckpoint({ path: "chain", tensor: layer.name, reason: `variant '${adapter.variant}' has no low-rank factors; compress the chain instead` })
       }
-      const parts: Array<{ rank: number; a: Float32Array; b: Float32Array }> = []
+      const parts: Array<Part> = []
       for (const record of chain.history) {
         const update: LinkUpdate | undefined = record.updates.get(layer.name)
         if (update === undefined) continue
@@ -78,18 +89,43 @@ export const exportChain = <Config extends ChainableConfig>(chain: Chain<Config>
       }
       // The current link is part of the update whether or not it is merged into W yet.
       const { a, b, rowScale } = adapter.factors()
-      if (rowScale !== undefined || parts.some((part) => "rowScale" in part && part.rowScale !== undefined)) {
-        a.dispose()
-        b.dispose()
-        rowScale?.dispose()
-        return yield* new InvalidCheckpoint({ path: "chain", tensor: layer.name, reason: `variant '${adapter.variant}' rescales rows (DoRA-like); its chain is not one plain LoRA` })
+      const current: Part = { rank: a.shape[0], a: yield* readHost(a), b: yield* readHost(b), rowScale: rowScale === undefined ? undefined : yield* readHost(rowScale) }
+      if (!parts.some((part) => part.rowScale !== undefined) && current.rowScale === undefined) {
+        updates.push(concatenate(layer.name, layer.outFeatures, layer.inFeatures, [...parts, current]))
+        continue
       }
-      parts.push({ rank: a.shape[0], a: yield* readHost(a), b: yield* readHost(b) })
-      updates.push(concatenate(layer.name, layer.outFeatures, layer.inFeatures, parts))
+      // The current link's row scale was computed against W as it is before its merge.
+      if (layer.merged) return yield* new InvalidCheckpoint({ path: "chain", tensor: layer.name, reason: "the current DoRA link is merged: unmerge the adapters before exporting" })
+      updates.push(yield* rowScaledUpdate(layer, parts, current))
     }
     const rank = updates[0]?.rank ?? 0
     return { rank, updates, rowOrder: chain.adapters.rowOrder }
   })
+
+/** A DoRA chain's layer as one DoRA: b'_l = b_l / P_l, m = D ||W_{L-1} / P_L + b'_L a_L|| (see the module comment). */
+const rowScaledUpdate = (layer: Linear, history: ReadonlyArray<Part>, current: Part): Effect.Effect<LowRankUpdate> => {
+  const out = layer.outFeatures
+  const prefix = new Float64Array(out).fill(1)
+  const divided = [...history, current].map((part) => {
+    const b = new Float32Array(part.b.length)
+    for (let row = 0; row < out; row++) {
+      for (let k = 0; k < part.rank; k++) b[row * part.rank + k] = part.b[row * part.rank + k]! / prefix[row]!
+    }
+    // The scale of link l divides every later link's b.
+    if (part !== current && part.rowScale !== undefined) part.rowScale.forEach((scale, row) => (prefix[row]! *= scale))
+    return { rank: part.rank, a: part.a, b }
+  })
+  const last = divided[divided.length - 1]!
+  const norm = tf.tidy(() => {
+    const v = tf.add(tf.div(layer.weight, tf.tensor2d(Float32Array.from(prefix), [out, 1])), tf.matMul(tf.tensor2d(last.b, [out, last.rank]), tf.tensor2d(last.a, [last.rank, layer.inFeatures])))
+    return tf.sqrt(tf.sum(tf.square(v), 1))
+  })
+  return Effect.map(readHost(norm), (n) => {
+    const magnitude = new Float32Array(out)
+    for (let row = 0; row < out; row++) magnitude[row] = prefix[row]! * (current.rowScale?.[row] ?? 1) * n[row]!
+    return { ...concatenate(layer.name, out, layer.inFeatures, divided), magnitude }
+  })
+}
 
 /** The dense [out, in] matrix b a (float64), for checks and small layers. */
 export const denseUpdate = (update: LowRankUpdate): Matrix =>
@@ -155,8 +191,12 @@ export interface CompressedChain {
   readonly layers: ReadonlyArray<{ readonly moduleName: string; readonly relativeError: number }>
 }
 
-/** Truncates every layer of an exported chain to `rank`. */
+/**
+ * Truncates every layer of an exported chain to `rank`. Throws `ConfigError` for a DoRA chain: its
+ * magnitude is exact only for the exact update (re-deriving it would need the base weights).
+ */
 export const compressChain = (lora: ChainLora, rank: number): CompressedChain => {
+  if (isDora(lora)) throw new ConfigError({ field: "chain", reason: "a DoRA chain cannot be compressed: its magnitude holds only for the exact update" })
   let total = 0
   let dropped = 0
   const results = lora.updates.map((update) => {
@@ -173,15 +213,31 @@ export const compressChain = (lora: ChainLora, rank: number): CompressedChain =>
   }
 }
 
-/** The LoRA config of an exported chain: r = alpha = rank, so the scale is 1. */
-export const chainLoraConfig = (lora: ChainLora, targetModules: LoraConfig["targetModules"]): LoraConfig =>
-  loraConfig({ r: Math.max(1, lora.rank), alpha: Math.max(1, lora.rank), targetModules: typeof targetModules === "string" ? targetModules : [...targetModules] })
+/** Whether an exported chain is a DoRA (its links rescaled rows). */
+export const isDora = (lora: ChainLora): boolean => lora.updates.some((update) => update.magnitude !== undefined)
 
 /**
- * Saves an exported (or compressed) chain as a PEFT LoRA adapter directory. The updates are in the
- * model's own row order; lora_B rows are written in the order of the model's Hugging Face form (a
- * llama2.c model's q/k rows) with the chain's `rowOrder` (or `options.rowOrder`). An exported chain
- * read back from a PEFT directory (`peftkit export`) has none: it is already in file order.
+ * The LoRA config of an exported chain: r = alpha = rank, so the scale is 1. Layers of another total
+ * rank (a chain trained with a rank_pattern) get their own rank and alpha by exact-name patterns.
+ */
+export const chainLoraConfig = (lora: ChainLora, targetModules: LoraConfig["targetModules"]): LoraConfig => {
+  const rank = Math.max(1, lora.rank)
+  const others = lora.updates.filter((update) => update.rank !== rank).map((update) => [exactPatternKey(update.moduleName), Math.max(1, update.rank)] as const)
+  return loraConfig({
+    r: rank,
+    alpha: rank,
+    targetModules: typeof targetModules === "string" ? targetModules : [...targetModules],
+    rankPattern: Object.fromEntries(others),
+    alphaPattern: Object.fromEntries(others)
+  })
+}
+
+/**
+ * Saves an exported (or compressed) chain as a PEFT adapter directory: a LoRA, or a DoRA
+ * (`use_dora`, with `lora_magnitude_vector`) when the chain rescaled rows. The updates are in the
+ * model's own row order; per-output-row tensors are written in the order of the model's Hugging
+ * Face form (a llama2.c model's q/k rows) with the chain's `rowOrder` (or `options.rowOrder`). An
+ * exported chain read back from a PEFT directory (`peftkit export`) has none: it is already in file order.
  */
 export const saveChainLora = (
   dir: string,
@@ -194,9 +250,11 @@ export const saveChainLora = (
       for (const update of lora.updates) {
         tensors[`${update.moduleName}.lora_A.weight`] = tf.tensor2d(update.a, [update.rank, update.inFeatures])
         tensors[`${update.moduleName}.lora_B.weight`] = tf.tensor2d(update.b, [update.outFeatures, update.rank])
+        if (update.magnitude !== undefined) tensors[`${update.moduleName}.lora_magnitude_vector`] = tf.tensor1d(update.magnitude)
       }
       return tensors
     }),
-    (tensors) => savePeftAdapter(dir, loraFormat, chainLoraConfig(lora, lora.updates.map((update) => update.moduleName)), tensors, { rowOrder: lora.rowOrder, ...options }),
+    (tensors) =>
+      savePeftAdapter(dir, isDora(lora) ? doraFormat : loraFormat, chainLoraConfig(lora, lora.updates.map((update) => update.moduleName)), tensors, { rowOrder: lora.rowOrder, ...options }),
     (tensors) => Effect.sync(() => Object.values(tensors).forEach((tensor) => tensor.dispose()))
   )
