@@ -49,7 +49,7 @@ export interface ChainOptions<Config extends ChainableConfig> {
   readonly adapterConfig: Config
   readonly chain: ChainConfigInput
   /** What differs between links (`racPolicy`, `xgbPolicy`, `chainPolicy(name)`); COLA's `colaPolicy` by default. */
-  readonly policy?: LinkPolicy<Config>
+  readonly policy?: LinkPolicy<NoInfer<Config>>
   /** How the chain's parameters map to optimizer groups; by default the variant's (LoRA+ from `loraConfig({ loraPlusRatio })`). */
   readonly groups?: (params: ReadonlyArray<Parameter>) => ReadonlyArray<ParameterGroup>
 }

@@ -62,9 +62,10 @@ const run = async (method: "lora" | keyof typeof CHAINS, target: tf.Tensor2D) =>
     optimizer.setParameters([{ params: adapters.parameters() }])
   } else {
     const { links, ...policy } = CHAINS[method]
-    chain = Chain.make({ model, variant: lora, adapterConfig: config, chain: { totalSteps: STEPS, links, seed: 3 }, ...policy })
-    chain.attach(optimizer)
-    hooks = [chain.hook()]
+    const made = Chain.make({ model, variant: lora, adapterConfig: config, chain: { totalSteps: STEPS, links, seed: 3 }, ...policy })
+    made.attach(optimizer)
+    hooks = [made.hook()]
+    chain = made
   }
   await Effect.runPromise(
     train({ loss, batch: () => undefined, optimizer, steps: STEPS, learningRate: schedule, hooks, profileEvery: 0, reportEvery: STEPS }).pipe(
@@ -88,8 +89,8 @@ const frozenFactors = (chain: Chain<ReturnType<typeof loraConfig>>, layer: Linea
     const tensors = (layer.adapter as LoraAdapter).tensors
     if (record !== undefined && record.kind !== "factors") throw new Error("expected factors")
     return side === "A"
-      ? { side, factor: record === undefined ? new Matrix(tensors.loraA.arraySync()) : Matrix.from1DArray(RANK, N, Array.from(record.a)) }
-      : { side, factor: record === undefined ? new Matrix(tensors.loraB.arraySync()) : Matrix.from1DArray(N, RANK, Array.from(record.b)) }
+      ? { side, factor: record === undefined ? new Matrix(tensors.loraA.arraySync() as Array<Array<number>>) : Matrix.from1DArray(RANK, N, Array.from(record.a)) }
+      : { side, factor: record === undefined ? new Matrix(tensors.loraB.arraySync() as Array<Array<number>>) : Matrix.from1DArray(N, RANK, Array.from(record.b)) }
   })
 
 /** The [n, n] projector onto the row space of `rows` [k, n] (for a column space, pass the transpose). */

@@ -156,7 +156,7 @@ describe("XGBLoRA training", () => {
     const trained = values(forwardThrough(layers, x))
     const dir = mkdtempSync(join(tmpdir(), "peftkit-xgb-"))
     await Effect.runPromise(Effect.provide(saveChainLora(dir, exported), NodeFileSystem.layer))
-    const fresh = makeLayers(original.map((w) => w.clone()))
+    const fresh = makeLayers(original.map((w) => w.clone() as tf.Tensor2D))
     await Effect.runPromise(Effect.provide(loadAdapter(dir, { linears: () => fresh }, [lora]), NodeFileSystem.layer))
     const replay = values(forwardThrough(fresh, x))
     expect(Math.max(...replay.map((v, i) => Math.abs(v - trained[i]!)))).toBeLessThan(1e-4)

@@ -39,11 +39,11 @@ export const makeBlockRun = (
   learningRate = 0.02
 ) => {
   const layers = makeLayers()
-  const original = layers.map((layer) => layer.weight.clone())
+  const original = layers.map((layer) => layer.weight.clone() as tf.Tensor2D)
   const model = { linears: () => layers }
   const chain = Chain.make({ model, variant: lora, adapterConfig: loraConfig({ ...adapter, targetModules: ["q_proj", "down_proj"] }), chain: chainInput, ...(policy ? { policy } : {}) })
   const optimizer = chain.attach(adamw([], { weightDecay: 0 }))
-  const x = tf.randomNormal([24, WIDTH], 0, 1, "float32", 3)
+  const x = tf.randomNormal([24, WIDTH], 0, 1, "float32", 3) as tf.Tensor2D
   const target = tf.randomNormal([24, WIDTH], 0, 0.5, "float32", 4)
   const loss = () => tf.mean(tf.square(tf.sub(forwardThrough(layers, x, true), target))) as tf.Scalar
   const schedule = chain.schedule(makeSchedule({ kind: "constant", peak: learningRate, totalSteps: chain.config.totalSteps }))
