@@ -241,10 +241,13 @@ export class Chain<Config extends ChainableConfig> {
     this.adapters = AdapterSet.inject(this.options.model, this.options.variant, this.configOf(link), { seed: mixSeed(this.config.seed, link) })
   }
 
-  /** Only the current link's modules run their adapter; the rest stay at their (zero-update) initialisation. */
+  /**
+   * Only the current link's modules run their adapter; the rest stay at their (zero-update)
+   * initialisation. Chains whose links all train every module leave the switches to the user.
+   */
   private enableTrainedModules(): void {
+    if (this.plans.every((plan) => plan.everyModule)) return
     const plan = this.plans[this.currentLink]!
-    if (plan.everyModule) return
     for (const { layer } of this.adapters.entries) layer.setAdapterEnabled(plan.modules.has(layer.name))
   }
 }

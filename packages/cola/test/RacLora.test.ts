@@ -64,6 +64,12 @@ describe("RAC-LoRA draws", () => {
     expect(field(() => chainPolicy("ralora"))).toBe("policy")
     expect(field(() => chainPolicy("cola", { rank: 1 } as never))).toBe("policy.rank")
     expect(chainPolicy("rac", { freeze: "A" }).name).toBe("rac")
+    // A variant without LoRA's `freeze` cannot run RAC-LoRA: refused when the chain is made.
+    const layers = [new Linear("fc", tf.zeros([2, 2]))]
+    const plain = { targetModules: ["fc"], r: 1 }
+    const variant = { name: "plain", create: lora.create as never }
+    expect(field(() => Chain.make({ model: { linears: () => layers }, variant, adapterConfig: plain, chain: { totalSteps: 4, links: 2 }, policy: chainPolicy("rac") as never }))).toBe("policy")
+    layers[0]!.dispose()
   })
 })
 

@@ -11,7 +11,7 @@
  * (FFA-LoRA), `"B"` keeps B at the random draw and A at 0. Frozen factors are saved and recorded like
  * trained ones, so a RAC chain exports as one PEFT LoRA exactly as COLA does.
  */
-import { decodeConfigSync } from "@peftkit/core"
+import { ConfigError, decodeConfigSync } from "@peftkit/core"
 import type { LoraFreeze } from "@peftkit/lora"
 import { Schema } from "effect"
 import type { ChainableConfig } from "../Chain.js"
@@ -52,7 +52,11 @@ export const racPolicy = (input: RacOptionsInput = {}): LinkPolicy<FreezableConf
   const options = decodeConfigSync(RacOptions, input, "policy")
   return {
     name: "rac",
-    configFor: (link, base, random) => ({ ...base, freeze: racFrozenFactor(options, link, random()) }),
+    configFor: (link, base, random) => {
+      // A config without `freeze` (another variant, reached through `chainPolicy`) would ignore the draw.
+      if (!("freeze" in base)) throw new ConfigError({ field: "policy", reason: "rac freezes a factor per link: it needs a variant with LoRA's `freeze` setting" })
+      return { ...base, freeze: racFrozenFactor(options, link, random()) }
+    },
     modulesFor: colaPolicy.modulesFor,
     mergeScale: colaPolicy.mergeScale
   }
