@@ -12,7 +12,7 @@ export const trainFlags: ReadonlyArray<FlagSpec> = [
   { name: "task", type: "string", value: "NAME", help: "one of the paper's tasks: sst2 rte cb boolq wic wsc multirc (instead of --data)" },
   { name: "task-data", type: "string", value: "DIR", help: "folder with glue/ and superglue/ (for --task)" },
   { name: "method", type: "string", value: "M", help: "lora (one adapter) | cola | rac | xgb (chains of adapters) | full (default lora)" },
-  { name: "variant", type: "string", value: "V", help: "adapter variant: lora (default lora)" },
+  { name: "variant", type: "string", value: "V", help: "adapter variant: lora | dora | vera (default lora)" },
   { name: "rank", type: "number", value: "R", help: "LoRA rank r (default 8)" },
   { name: "alpha", type: "number", value: "A", help: "LoRA alpha; scale = alpha / r (default 16)" },
   { name: "dropout", type: "number", value: "P", help: "LoRA dropout (default 0)" },

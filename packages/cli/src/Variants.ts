@@ -4,9 +4,10 @@
  * and `merge` load from a PEFT directory, by dispatching its config to the first variant whose
  * format accepts it (so a more specific format, DoRA's `use_dora`, comes before plain LoRA's).
  */
-import type { AdapterVariant } from "@peftkit/core"
+import { type AdapterVariant, ConfigError } from "@peftkit/core"
 import type { ChainableConfig } from "@peftkit/cola"
-import { lora, loraConfig } from "@peftkit/lora"
+import { dora, lora, loraConfig } from "@peftkit/lora"
+import { vera, veraConfig } from "@peftkit/vera"
 import type { TrainOptions } from "./TrainOptions.js"
 
 export interface TrainableVariant {
@@ -27,6 +28,12 @@ const loraOptions = (options: TrainOptions) => ({
   ...(options.loraPlusRatio === undefined ? {} : { loraPlusRatio: options.loraPlusRatio })
 })
 
+/** LoRA's own options on a variant without them are refused, not ignored. */
+const refuseLoraOnly = (options: TrainOptions, variant: string): void => {
+  const given = [options.rslora ? "rslora" : "", options.freeze !== "none" ? "freeze" : "", options.loraPlusRatio !== undefined ? "loraPlusRatio" : ""].find((name) => name !== "")
+  if (given !== undefined) throw new ConfigError({ field: `train.${given}`, reason: `is a LoRA option; --variant ${variant} does not take it` })
+}
+
 const describeLora = (options: TrainOptions): string =>
   [
     `r=${options.rank} alpha=${options.alpha}`,
@@ -38,11 +45,23 @@ const describeLora = (options: TrainOptions): string =>
     .join(", ")
 
 /** The names `--variant` accepts (declared apart from the table, which `TrainOptions` types depend on). */
-export const variantNames = ["lora"] as const
+export const variantNames = ["lora", "dora", "vera"] as const
 export type VariantName = (typeof variantNames)[number]
 
 export const trainableVariants: Readonly<Record<VariantName, TrainableVariant>> = {
-  lora: { variant: lora, config: (options) => loraConfig(loraOptions(options)), describe: (options) => `lora ${describeLora(options)}` }
+  lora: { variant: lora, config: (options) => loraConfig(loraOptions(options)), describe: (options) => `lora ${describeLora(options)}` },
+  // DoRA: LoRA's config; a magnitude per output row on top of LoRA's direction update.
+  dora: { variant: dora, config: (options) => loraConfig(loraOptions(options)), describe: (options) => `dora ${describeLora(options)}` },
+  // VeRA: shared frozen random projections of rank r (PEFT's default 256), trained scaling vectors.
+  vera: {
+    variant: vera,
+    config: (options) => {
+      refuseLoraOnly(options, "vera")
+      return veraConfig({ r: options.rank, dropout: options.dropout, projectionPrngKey: options.seed, targetModules: options.targetModules })
+    },
+    describe: (options) => `vera r=${options.rank} (projections from seed ${options.seed})`
+  }
 }
 
-export const installedVariants: ReadonlyArray<AdapterVariant<any>> = [lora]
+// DoRA before LoRA: both are peft_type LORA, and LoRA's format refuses `use_dora` files.
+export const installedVariants: ReadonlyArray<AdapterVariant<any>> = [dora, vera, lora]

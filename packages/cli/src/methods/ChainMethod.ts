@@ -7,7 +7,7 @@
  * (`model.peftRowOrder`).
  */
 import { attempt } from "@peftkit/core"
-import { Chain, chainCheckpointFiles, chainPolicy, type ChainPolicyName, exportChain, restoreChain, saveChainLora } from "@peftkit/cola"
+import { Chain, chainCheckpointFiles, chainPolicy, type ChainPolicyName, exportChain, isDora, restoreChain, saveChainLora } from "@peftkit/cola"
 import { Effect } from "effect"
 import type { TrainOptions } from "../TrainOptions.js"
 import { trainableVariants } from "../Variants.js"
@@ -61,7 +61,7 @@ export const chainMethod = (name: ChainPolicyName): TrainingMethod => ({
           Effect.gen(function* () {
             const exported = yield* exportChain(chain)
             yield* saveChainLora(out, exported, { baseModel, taskType: "CAUSAL_LM" })
-            return `saved the ${chain.links}-link chain as one PEFT LoRA of rank ${exported.rank}: ${out}`
+            return `saved the ${chain.links}-link chain as one PEFT ${isDora(exported) ? "DoRA" : "LoRA"} of rank ${exported.rank}: ${out}`
           })
       }
     })
