@@ -41,15 +41,17 @@ describe("built-in language model and the main job", () => {
 
     const out = mkdtempSync(join(tmpdir(), "peftkit-lmdemo-"))
     const rows = await Effect.runPromise(Effect.provide(lmDemo({ out, modelDir: dir, backend: "wasm", seed: 0, iters: 12, recipe }).pipe(Effect.provide(layers)), NodeFileSystem.layer))
-    expect(rows.map((r) => r.method)).toEqual(["lora", "cola", "full"])
+    expect(rows.map((r) => r.method)).toEqual(["lora", "cola", "dora", "dora-cola", "vera", "full"])
     expect(rows[0]!.params).toBe(rows[1]!.params)
     for (const row of rows) {
       expect(row.recall).toBeGreaterThanOrEqual(0)
       expect(row.recall).toBeLessThanOrEqual(1)
       expect(Number.isFinite(row.validLoss)).toBe(true)
     }
-    expect(readFileSync(join(out, "report.html"), "utf8").match(/<polyline/g)).toHaveLength(3)
+    expect(readFileSync(join(out, "report.html"), "utf8").match(/<polyline/g)).toHaveLength(6)
     expect(JSON.parse(readFileSync(join(out, "cola", "adapter_config.json"), "utf8")).r).toBe(16)
+    expect(JSON.parse(readFileSync(join(out, "dora-cola", "adapter_config.json"), "utf8"))).toMatchObject({ r: 16, use_dora: true })
+    expect(JSON.parse(readFileSync(join(out, "vera", "adapter_config.json"), "utf8"))).toMatchObject({ peft_type: "VERA", r: 64 })
   })
 })
 

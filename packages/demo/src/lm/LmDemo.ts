@@ -1,7 +1,7 @@
 /**
  * The main job: the built-in tiny Llama (pretrained here on generated stories, task A) learns a
- * fact table (task B: which food each of 40 animals eats) by LoRA, by COLA (same rank, same steps)
- * and by full fine-tuning, each through the same code path as `peftkit train`. Recall is measured
+ * fact table (task B: which food each of 40 animals eats) by LoRA, by COLA (same rank, same steps),
+ * by DoRA alone and in a COLA chain, by VeRA and by full fine-tuning, each through the same code path as `peftkit train`. Recall is measured
  * the way the paper's tasks are: the model's log-likelihood of each of the 16 foods, on a question
  * form held out from training.
  */
@@ -73,15 +73,21 @@ export const lmDemo = (settings: LmDemoSettings) =>
     const methods = [
       { label: "lora", method: "lora", variant: "lora", describe: "r=4, all linear layers", lr: 1e-2 },
       { label: "cola", method: "cola", variant: "lora", describe: "4 links x r=4, all linear", lr: 1e-2 },
+      { label: "dora", method: "lora", variant: "dora", describe: "DoRA r=4, all linear", lr: 1e-2 },
+      { label: "dora-cola", method: "cola", variant: "dora", describe: "4 links x DoRA r=4", lr: 1e-2 },
+      // VeRA trains only r + out numbers per layer: a larger shared rank (PEFT's default is 256) and,
+      // as in the VeRA paper, a learning rate ten times LoRA's.
+      { label: "vera", method: "lora", variant: "vera", describe: "VeRA r=64, all linear", lr: 1e-1, rank: 64 },
       { label: "full", method: "full", variant: "lora", describe: "all weights", lr: 2e-3 }
     ] as const
-    for (const { label, method, variant, describe, lr } of methods) {
+    for (const row of methods) {
+      const { label, method, variant, describe, lr } = row
       const options = Schema.decodeUnknownSync(TrainOptions)({
         model: settings.modelDir,
         data: dataDir,
         method,
         variant,
-        rank: 4,
+        rank: "rank" in row ? row.rank : 4,
         alpha: 8,
         links: 4,
         targetModules: "all-linear",
@@ -119,7 +125,7 @@ export const lmDemo = (settings: LmDemoSettings) =>
       series.push({ label, train: run.result.trainLoss, validation: run.result.validation })
     }
 
-    const widths = [8, 26, 8, 11, 13, 10, 11, 9, 7, 10]
+    const widths = [9, 26, 8, 11, 13, 10, 11, 9, 7, 10]
     const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => pad(c, widths[i]!, i >= 2)).join("  ")
     const table = [
       line(["method", "trains", "params", "train loss", "train recall", "val loss", "val recall", "time (s)", "tok/s", "peak mem"]),
@@ -130,9 +136,9 @@ export const lmDemo = (settings: LmDemoSettings) =>
     yield* writeFileAtomic(
       join(out, "report.html"),
       lossReportHtml({
-        title: "LoRA vs COLA vs full fine-tuning on a language model",
+        title: "LoRA, COLA, DoRA, VeRA and full fine-tuning on a language model",
         paragraphs: [
-          `A tiny Llama (${settings.modelDir}) pretrained on generated stories learns a table of 40 facts ("which food does each animal eat") from questions in three phrasings; validation asks in a fourth. Same steps (${settings.iters}), batch, schedule and seed for every method; COLA has LoRA's rank, so the same trainable parameters.`,
+          `A tiny Llama (${settings.modelDir}) pretrained on generated stories learns a table of 40 facts ("which food does each animal eat") from questions in three phrasings; validation asks in a fourth. Same steps (${settings.iters}), batch, schedule and seed for every method; COLA has LoRA's rank, so the same trainable parameters; DoRA adds a magnitude per output row; VeRA trains only scaling vectors on shared random projections (rank 64, learning rate 1e-1 as its paper's larger rates).`,
           `Recall: the true food must get the highest log-likelihood among all ${foods.length} (chance ${chance.toFixed(1)}%). Train recall asks in the three trained phrasings (how well the facts were fitted); val recall in the held-out phrasing (whether they transfer).`
         ],
         series,
@@ -142,6 +148,6 @@ export const lmDemo = (settings: LmDemoSettings) =>
     yield* writeFileAtomic(join(out, "report.json"), `${JSON.stringify({ rows, settings, builtinModel: built }, null, 2)}\n`)
     console.log(`\nTask B: 40 facts; train recall on the 3 trained question forms, val on a held-out 4th (chance ${chance.toFixed(1)}%):\n`)
     console.log(table)
-    console.log(`\nAdapters (PEFT layout) in ${out}/{lora,cola}, the fully fine-tuned model in ${out}/full; report ${join(out, "report.html")}. Total ${((performance.now() - started) / 1000).toFixed(1)} s.`)
+    console.log(`\nAdapters (PEFT layout) in ${out}/{${methods.filter((m) => m.method !== "full").map((m) => m.label).join(",")}}, the fully fine-tuned model in ${out}/full; report ${join(out, "report.html")}. Total ${((performance.now() - started) / 1000).toFixed(1)} s.`)
     return rows
   })
