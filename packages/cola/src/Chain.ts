@@ -216,9 +216,9 @@ export class Chain<Config extends ChainableConfig> {
       }
       const next = finished + 1
       if (sameConfig(self.configOf(next), plan.config)) {
-        self.adapters.entries.forEach(({ layer, adapter }, index) => {
+        self.adapters.entries.forEach(({ layer }, index) => {
           if (wholeMerge) layer.commitMerge()
-          adapter.reinitialize(mixSeed(self.config.seed, next, index))
+          layer.reinitializeAdapter(mixSeed(self.config.seed, next, index)) // refolds a PiSSA link's init from the merged W
         })
       } else {
         // Another config (rank, frozen factor) means other shapes or trainable flags: new adapters (and new optimizer slots).

@@ -22,7 +22,10 @@ export interface LinearTarget {
   readonly bias: tf.Tensor1D | undefined
 }
 
-/** An update as factors: W <- rowScale (W + b a), row-wise; `rowScale` absent means 1 (delta = b a). */
+/**
+ * An update as factors: W <- rowScale (W + b a), row-wise; `rowScale` absent means 1 (delta = b a).
+ * For an adapter with an `initialDelta`, W is the weight before that was folded out of it.
+ */
 export interface AdapterFactors {
   readonly a: tf.Tensor2D
   readonly b: tf.Tensor2D
@@ -59,16 +62,31 @@ export interface Adapter {
    */
   factors?(): AdapterFactors
   /**
+   * The update this adapter already stands for right after its (re-)initialisation, when that is not
+   * zero (PiSSA: s B0 A0, the top-r SVD part of W), as factors: delta0 = b a. The hosting `Linear`
+   * folds it out of W when it attaches the adapter and when it re-initialises it
+   * (`Linear.reinitializeAdapter`), so the adapted output at init is the output before. With a fold,
+   * `delta` is relative to the folded weight and `factors` to the weight before the fold. New
+   * tensors the caller owns; absent or undefined means zero (LoRA, DoRA, VeRA).
+   */
+  initialDelta?(): AdapterFactors | undefined
+  /**
    * Random-stream position (dropout), so a resumed run draws the same masks; restored with
    * `setRandomState`. Omit when the variant draws no random numbers after initialisation.
    */
   randomState?(): ReadonlyArray<number>
   setRandomState?(state: ReadonlyArray<number>): void
-  /** Re-draws the adapter's initialisation in place (a new COLA link), from `seed`. */
+  /**
+   * Re-draws the adapter's initialisation in place (a new COLA link), from `seed`. An adapter with an
+   * `initialDelta` is re-initialised through its layer's `Linear.reinitializeAdapter`, which refolds it.
+   */
   reinitialize(seed: number): void
   /** Tensors keyed by their suffix in a PEFT state dict (`lora_A.weight`); new tensors the caller owns. */
   stateDict(): Record<string, tf.Tensor>
-  /** Loads tensors keyed like `stateDict`; throws `ShapeMismatch`/`InvalidCheckpoint` on bad input. */
+  /**
+   * Loads tensors keyed like `stateDict` (or by a key's alias, `AdapterVariant.keyAliases`); throws
+   * `ShapeMismatch`/`InvalidCheckpoint` on bad input.
+   */
   loadStateDict(tensors: Readonly<Record<string, tf.Tensor>>): void
   dispose(): void
 }
@@ -129,6 +147,11 @@ export interface AdapterVariant<Config> {
    * allocating anything: loaders check a file against them before creating adapters.
    */
   readonly shapes?: (target: LinearTarget, config: Config) => Readonly<Record<string, ReadonlyArray<number>>>
+  /**
+   * Other spellings of state-dict keys that loading accepts, each mapped to the key it stands for
+   * (PEFT's loader also reads DoRA's `lora_magnitude_vector.weight`); saving writes only the key.
+   */
+  readonly keyAliases?: (target: LinearTarget, config: Config) => Readonly<Record<string, string>>
   /**
    * How the adapters' parameters map to optimizer groups under `config` (LoRA+: B at a higher
    * learning rate); one group when absent. `AdapterSet.parameterGroups()` applies it.

@@ -11,6 +11,11 @@
  * frozen random projections): they get their own top-level keys in PEFT's file, are saved, loaded and
  * disposed once, and reach `forward` / `delta` / `factors` as `scope.shared`.
  *
+ * A variant whose fresh adapter already stands for an update (PiSSA: A and B from W's top-r SVD)
+ * declares it as `initialDelta`: the hosting `Linear` folds it out of W (see `Linear.ts`), the
+ * adapter keeps the tensors' initial values (`scope.initial`), and `fileTensors` / `fromFile` may
+ * write the file in another form than the tensors (PiSSA's conversion to a plain LoRA of rank 2r).
+ *
  * The math is plain tfjs (`tf.matMul` and friends): backends install their fast paths as kernels,
  * so a variant never asks which backend runs it.
  */
@@ -32,6 +37,8 @@ export interface TensorSpec {
   readonly trainable?: boolean
   /** Its key in a PEFT state dict, after the module name (e.g. `lora_A.weight`). */
   readonly key: string
+  /** Other spellings of `key` that loading accepts (PEFT's loader reads `lora_magnitude_vector.weight` too); saving writes `key`. */
+  readonly aliases?: ReadonlyArray<string>
 }
 
 /**
@@ -53,6 +60,11 @@ export type TensorValues<Names extends string> = { readonly [K in Names]: tf.Var
 /** What `forward`, `delta` and `factors` see. */
 export interface AdapterScope<Config, Names extends string, Shared extends string = never> {
   readonly tensors: TensorValues<Names>
+  /**
+   * The tensors' values at the last (re-)initialisation, kept only for variants with an
+   * `initialDelta` that is not zero (PiSSA's A0, B0); undefined otherwise.
+   */
+  readonly initial: { readonly [K in Names]: tf.Tensor } | undefined
   /** The set's shared tensors (whole, e.g. [r, max in]: a variant slices what its layer needs). */
   readonly shared: TensorValues<Shared>
   /**
@@ -92,6 +104,30 @@ export interface AdapterDefinition<Config, Names extends string, Shared extends 
   readonly factors?: (scope: AdapterScope<Config, Names, Shared>) => { readonly a: tf.Tensor; readonly b: tf.Tensor; readonly rowScale?: tf.Tensor }
   /** Set when `delta` depends on the current base weight (DoRA-like). */
   readonly deltaDependsOnWeight?: boolean
+  /**
+   * Draws several tensors together (PiSSA's A and B come from one SVD of `layer.weight`), at
+   * creation and at every re-initialisation; tensors it leaves out draw from their spec's `init`.
+   * Runs inside `tf.tidy`.
+   */
+  readonly initialize?: (layer: LinearTarget, config: Config, seed: number) => { readonly [K in Names]?: tf.Tensor }
+  /**
+   * The update a freshly (re-)initialised adapter already stands for, as factors (delta0 = b a), or
+   * undefined when it is zero under this config (PiSSA: s B0 A0). The hosting `Linear` folds it out
+   * of W (`Adapter.initialDelta`); `delta` is then relative to the folded weight and `factors` to
+   * the weight before. `scope.initial` holds the values it was computed from. Runs inside `tf.tidy`.
+   */
+  readonly initialDelta?: (scope: AdapterScope<Config, Names, Shared>) => { readonly a: tf.Tensor; readonly b: tf.Tensor } | undefined
+  /**
+   * The state dict as the variant's file holds it, keyed by state-dict key, when that is not the
+   * tensors themselves (PiSSA writes B A - B0 A0 as one plain LoRA of rank 2r); undefined: the
+   * tensors. Runs inside `tf.tidy`.
+   */
+  readonly fileTensors?: (scope: AdapterScope<Config, Names, Shared>) => Readonly<Record<string, tf.Tensor>> | undefined
+  /**
+   * Reads `fileTensors`' form (or a file's) back into tensors keyed like the specs, before the key
+   * and shape checks; undefined: as given. May throw `InvalidCheckpoint`. Runs inside `tf.tidy`.
+   */
+  readonly fromFile?: (tensors: Readonly<Record<string, tf.Tensor>>, scope: AdapterScope<Config, Names, Shared>) => Readonly<Record<string, tf.Tensor>> | undefined
   /** How the variant reads and writes Hugging Face PEFT's files; without it, saving as PEFT is a typed error. */
   readonly format?: PeftFormat<Config>
   /** Optimizer groups for the adapters' parameters under `config` (LoRA+); one group when absent. */
@@ -121,6 +157,24 @@ const tensorSeed = (seed: number, index: number): number => (index === 0 && seed
 
 const shapesByKey = (specs: Readonly<Record<string, TensorSpec>>) => Object.fromEntries(Object.values<TensorSpec>(specs).map((spec) => [spec.key, spec.shape]))
 
+const aliasesOf = (specs: Readonly<Record<string, TensorSpec>>): Record<string, string> =>
+  Object.fromEntries(Object.values<TensorSpec>(specs).flatMap((spec) => (spec.aliases ?? []).map((alias) => [alias, spec.key] as const)))
+
+/**
+ * `tensors` with every alias renamed to the key it stands for; an alias given beside its key is an
+ * `InvalidCheckpoint` (two values for one tensor).
+ */
+export const resolveKeyAliases = <T>(tensors: Readonly<Record<string, T>>, aliases: Readonly<Record<string, string>>, path: string): Record<string, T> => {
+  const out: Record<string, T> = {}
+  for (const [key, value] of Object.entries(tensors)) {
+    const canonical = aliases[key] ?? key
+    if (canonical !== key && canonical in tensors) throw new InvalidCheckpoint({ path, tensor: key, reason: `an alias of ${canonical}, which is given too` })
+    if (canonical in out) throw new InvalidCheckpoint({ path, tensor: key, reason: `another alias of ${canonical} is given too` })
+    out[canonical] = value
+  }
+  return out
+}
+
 /** Builds a full `AdapterVariant` from a definition. */
 export const defineAdapter = <Config, Names extends string, Shared extends string = never>(definition: AdapterDefinition<Config, Names, Shared>): AdapterVariant<Config> => {
   const shared = definition.shared
@@ -129,6 +183,7 @@ export const defineAdapter = <Config, Names extends string, Shared extends strin
     ...(definition.format === undefined ? {} : { format: definition.format }),
     ...(definition.groups === undefined ? {} : { groups: definition.groups }),
     shapes: (layer, config) => shapesByKey(definition.tensors(layer, config)),
+    keyAliases: (layer, config) => aliasesOf(definition.tensors(layer, config)),
     ...(shared === undefined
       ? {}
       : {
@@ -217,8 +272,12 @@ export class DefinedAdapter<Config, Names extends string, Shared extends string 
   /** Shared tensors this adapter made itself (created outside a set), so it disposes them. */
   private readonly ownShared: SharedTensors | undefined
   private readonly peftRows: tf.Tensor1D | undefined
+  private readonly layer: LinearTarget
+  /** The tensors' values at the last (re-)initialisation, for variants with a non-zero `initialDelta`. */
+  private initial: { readonly [K in Names]: tf.Tensor } | undefined = undefined
   private seed: number
   private dropoutCalls = 0
+  readonly initialDelta?: () => AdapterFactors | undefined
 
   constructor(
     private readonly definition: AdapterDefinition<Config, Names, Shared>,
@@ -229,14 +288,16 @@ export class DefinedAdapter<Config, Names extends string, Shared extends string 
   ) {
     this.variant = definition.name
     this.moduleName = layer.name
+    this.layer = layer
     this.deltaDependsOnWeight = definition.deltaDependsOnWeight === true
     this.seed = seed
     this.specs = Object.entries(definition.tensors(layer, config)) as Array<[Names, TensorSpec]>
     const values: Partial<Record<Names, tf.Variable>> = {}
-    this.specs.forEach(([name, spec], index) => {
+    const drawn = this.draw(seed)
+    this.specs.forEach(([name], index) => {
       // tf.variable keeps its own reference to the data: free the initial tensor.
-      const initial = spec.init(spec.shape, tensorSeed(seed, index))
-      values[name] = tf.variable(initial, spec.trainable !== false, undefined, "float32")
+      const initial = drawn[index]!
+      values[name] = tf.variable(initial, this.specs[index]![1].trainable !== false, undefined, "float32")
       initial.dispose()
     })
     this.tensors = values as TensorValues<Names>
@@ -246,6 +307,18 @@ export class DefinedAdapter<Config, Names extends string, Shared extends string 
     // Only variants with shared tensors need the row map; LoRA-like variants allocate nothing more.
     this.peftRows = sharedSpecs !== undefined && context.peftRows !== undefined ? tf.tensor1d([...context.peftRows], "int32") : undefined
     this.params = this.specs.filter(([, spec]) => spec.trainable !== false).map(([name, spec]) => ({ name: `${layer.name}.${spec.key}`, variable: this.tensors[name] }))
+    const initialDelta = definition.initialDelta
+    if (initialDelta !== undefined) {
+      this.keepInitial()
+      this.initialDelta = () =>
+        this.initial === undefined
+          ? undefined
+          : tf.tidy(() => {
+            const delta = initialDelta(this.scope(layer))
+            if (delta === undefined) return undefined
+            return { a: this.owned(delta.a) as tf.Tensor2D, b: this.owned(delta.b) as tf.Tensor2D }
+          })
+    }
     const factors = definition.factors
     if (factors !== undefined) {
       this.factors = () =>
@@ -266,8 +339,37 @@ export class DefinedAdapter<Config, Names extends string, Shared extends string 
     return [...Object.values<tf.Variable>(this.tensors), ...Object.values<tf.Variable>(this.shared)].find((variable) => variable === tensor)
   }
 
+  /** `tensor` itself when a hook made it, else a copy (a variable or an initial value the adapter keeps). */
+  private owned(tensor: tf.Tensor): tf.Tensor {
+    return this.tensorsOf(tensor) !== undefined || Object.values<tf.Tensor>(this.initial ?? {}).includes(tensor) ? tensor.clone() : tensor
+  }
+
   private scope(layer: LinearTarget): AdapterScope<Config, Names, Shared> {
-    return { tensors: this.tensors, shared: this.shared, peftRows: this.peftRows, config: this.config, layer }
+    return { tensors: this.tensors, initial: this.initial, shared: this.shared, peftRows: this.peftRows, config: this.config, layer }
+  }
+
+  /** Every tensor's initial value, in spec order: the definition's joint `initialize`, else each spec's `init`. */
+  private draw(seed: number): Array<tf.Tensor> {
+    const joint = this.definition.initialize
+    if (joint === undefined) return this.specs.map(([, spec], index) => spec.init(spec.shape, tensorSeed(seed, index)))
+    return tf.tidy(() => {
+      const given = joint(this.layer, this.config, seed)
+      return this.specs.map(([name, spec], index) => {
+        const value = given[name] ?? spec.init(spec.shape, tensorSeed(seed, index))
+        if (!tf.util.arraysEqual(value.shape, [...spec.shape])) throw new ShapeMismatch({ what: `${this.moduleName}.${spec.key} (initialisation)`, expected: spec.shape, actual: value.shape })
+        return value
+      })
+    })
+  }
+
+  /** Snapshots the tensors as initialised when the variant's `initialDelta` is not zero under this config. */
+  private keepInitial(): void {
+    if (this.initial !== undefined) tf.dispose(Object.values<tf.Tensor>(this.initial))
+    this.initial = undefined
+    const initialDelta = this.definition.initialDelta
+    if (initialDelta === undefined) return
+    const probe = tf.tidy(() => initialDelta({ ...this.scope(this.layer), initial: this.tensors }) !== undefined)
+    if (probe) this.initial = Object.fromEntries(this.specs.map(([name]) => [name, this.tensors[name].clone()])) as unknown as { readonly [K in Names]: tf.Tensor }
   }
 
   parameters(): ReadonlyArray<Parameter> {
@@ -296,21 +398,41 @@ export class DefinedAdapter<Config, Names extends string, Shared extends string 
   reinitialize(seed: number): void {
     this.seed = seed
     this.dropoutCalls = 0
-    tf.tidy(() => this.specs.forEach(([name, spec], index) => this.tensors[name].assign(spec.init(spec.shape, tensorSeed(seed, index)))))
+    if (this.definition.initialize === undefined) {
+      tf.tidy(() => this.specs.forEach(([name, spec], index) => this.tensors[name].assign(spec.init(spec.shape, tensorSeed(seed, index)))))
+    } else {
+      tf.tidy(() => this.draw(seed).forEach((value, index) => this.tensors[this.specs[index]![0]].assign(value)))
+    }
+    if (this.definition.initialDelta !== undefined) this.keepInitial()
   }
 
   stateDict(): Record<string, tf.Tensor> {
+    const fileTensors = this.definition.fileTensors
+    if (fileTensors !== undefined) {
+      const converted = tf.tidy(() => {
+        const file = fileTensors(this.scope(this.layer))
+        // A tensor returned as is must be copied: the caller owns and disposes it.
+        return file === undefined ? undefined : Object.fromEntries(Object.entries(file).map(([key, t]) => [key, this.owned(t)]))
+      })
+      if (converted !== undefined) return converted
+    }
     return Object.fromEntries(this.specs.map(([name, spec]) => [spec.key, this.tensors[name].clone()]))
   }
 
   loadStateDict(tensors: Readonly<Record<string, tf.Tensor>>): void {
+    const aliases = aliasesOf(Object.fromEntries(this.specs))
+    const given = Object.keys(aliases).length === 0 ? tensors : resolveKeyAliases(tensors, aliases, this.moduleName)
+    const byKey = new Map(this.specs.map(([name, spec]) => [spec.key, this.tensors[name]]))
+    const fromFile = this.definition.fromFile
     // All checked before anything is assigned, so a bad file leaves the adapter as it was.
-    loadChecked(new Map(this.specs.map(([name, spec]) => [spec.key, this.tensors[name]])), tensors, this.moduleName, `a ${this.variant} adapter`)
+    if (fromFile === undefined) loadChecked(byKey, given, this.moduleName, `a ${this.variant} adapter`)
+    else tf.tidy(() => loadChecked(byKey, fromFile(given, this.scope(this.layer)) ?? given, this.moduleName, `a ${this.variant} adapter`))
   }
 
   /** Frees this layer's tensors; shared ones belong to the set (unless this adapter made its own). */
   dispose(): void {
     for (const [name] of this.specs) this.tensors[name].dispose()
+    if (this.initial !== undefined) tf.dispose(Object.values<tf.Tensor>(this.initial))
     this.ownShared?.dispose()
     this.peftRows?.dispose()
   }

@@ -2,9 +2,16 @@
  * A linear layer y = x W^T + b, with W stored [out, in] as in PyTorch and Hugging Face
  * checkpoints, that can host one adapter. With the adapter absent, disabled or merged, the output
  * is the base computation and nothing else, so it matches the unadapted model bit for bit.
+ *
+ * An adapter whose fresh state already stands for an update (`Adapter.initialDelta`, PiSSA's
+ * s B0 A0) has it folded out of W while it is hosted: W holds the residual W - b0 a0, so the adapted
+ * output at init is the output before. Detaching an unmerged adapter, or re-initialising it
+ * (`reinitializeAdapter`), adds the fold back first; a merge consumes it (W then holds the
+ * adapted weight). While such an adapter is disabled the layer adds x a0^T b0^T, so "disabled"
+ * is still the model before the adapter (PEFT's `disable_adapter` would give the residual model).
  */
 import * as tf from "@tensorflow/tfjs-core"
-import type { Adapter, LinearTarget } from "./Adapter.js"
+import type { Adapter, AdapterFactors, LinearTarget } from "./Adapter.js"
 import { ShapeMismatch } from "./Errors.js"
 import type { Parameter } from "./Parameter.js"
 
@@ -18,6 +25,8 @@ export class Linear implements LinearTarget {
   private mergedDelta: tf.Tensor2D | undefined = undefined
   /** The scale the current merge used, so `unmerge` subtracts what was added. */
   private mergeScale = 1
+  /** The hosted adapter's initial update, folded out of W (absent for LoRA, DoRA, VeRA). */
+  private folded: AdapterFactors | undefined = undefined
 
   constructor(
     readonly name: string,
@@ -70,13 +79,68 @@ export class Linear implements LinearTarget {
     this.detach()
     this.hosted = adapter
     this.enabled = true
+    this.fold()
   }
 
-  /** Removes and disposes the adapter; W keeps whatever was merged into it. */
+  /**
+   * Removes and disposes the adapter; W keeps whatever was merged into it (an unmerged adapter's
+   * folded initial update goes back into W).
+   */
   detach(): void {
+    this.unfold()
     this.hosted?.dispose()
     this.hosted = undefined
     this.forgetMerge()
+  }
+
+  /**
+   * Re-initialises the hosted adapter from `seed` (a new COLA link) and refolds its initial update
+   * from the weight as it is now: the fold of an unmerged adapter goes back into W first, a merged
+   * one's merge is committed. For adapters without an initial update: `adapter.reinitialize(seed)`.
+   */
+  reinitializeAdapter(seed: number): void {
+    const adapter = this.hosted
+    if (adapter === undefined) return
+    if (this.folded !== undefined) {
+      this.unfold()
+      this.forgetMerge()
+    }
+    adapter.reinitialize(seed)
+    this.fold()
+  }
+
+  /** The folded initial update b0 a0 (copies the caller owns), or undefined. */
+  initialDelta(): AdapterFactors | undefined {
+    const folded = this.folded
+    return folded === undefined ? undefined : { a: folded.a.clone(), b: folded.b.clone() }
+  }
+
+  /** W <- W - b0 a0 with the hosted adapter's initial update, if it has one. */
+  private fold(): void {
+    const initial = this.hosted?.initialDelta?.()
+    if (initial === undefined) return
+    const { a, b } = initial
+    if (b.shape[0] !== this.outFeatures || a.shape[1] !== this.inFeatures || a.shape[0] !== b.shape[1]) {
+      tf.dispose([a, b])
+      throw new ShapeMismatch({ what: `initial delta of ${this.name}`, expected: this.weight.shape, actual: [b.shape[0], a.shape[1]] })
+    }
+    tf.tidy(() => {
+      this.weight.assign(tf.sub(this.weight, tf.matMul(b, a)))
+    })
+    this.folded = { a, b }
+  }
+
+  /** Drops the fold: added back into W unless a merge consumed it. */
+  private unfold(): void {
+    const folded = this.folded
+    if (folded === undefined) return
+    if (!this.isMerged) {
+      tf.tidy(() => {
+        this.weight.assign(tf.add(this.weight, tf.matMul(folded.b, folded.a)))
+      })
+    }
+    tf.dispose([folded.a, folded.b])
+    this.folded = undefined
   }
 
   /** Skips (false) or applies (true) the adapter without removing it. */
@@ -97,13 +161,16 @@ export class Linear implements LinearTarget {
       let y: tf.Tensor2D = tf.matMul(x2, this.weight, false, true)
       if (this.bias !== undefined) y = tf.add(y, this.bias)
       if (this.hosted !== undefined && this.enabled && !this.isMerged) y = this.hosted.forward(x2, y, this, training)
+      // Disabled with a fold: the weight before the adapter, W_res + b0 a0.
+      else if (this.folded !== undefined && !this.isMerged) y = tf.add(y, tf.matMul(tf.matMul(x2, this.folded.a, false, true), this.folded.b, false, true))
       return x.rank === 2 ? y : tf.reshape(y, [...leading, this.outFeatures])
     })
   }
 
   /**
    * W <- W + scale delta, computed and added in float32. No-op when already merged or without
-   * adapter. `scale` below 1 is a step size (XGBLoRA merges each link that way).
+   * adapter. `scale` below 1 is a step size (XGBLoRA merges each link that way); with a fold W gets
+   * the weight before the fold plus `scale` times the net update, so it adds (1 - scale) b0 a0 too.
    */
   merge(scale = 1): void {
     const adapter = this.hosted
@@ -113,12 +180,19 @@ export class Linear implements LinearTarget {
       raw.dispose()
       throw new ShapeMismatch({ what: `delta of ${this.name}`, expected: this.weight.shape, actual: raw.shape })
     }
-    const delta = scale === 1 ? raw : tf.tidy(() => tf.mul(raw, scale) as tf.Tensor2D)
+    const folded = this.folded
+    const delta = scale === 1
+      ? raw
+      : tf.tidy(() => {
+        const stepped = tf.mul(raw, scale) as tf.Tensor2D
+        return folded === undefined ? stepped : tf.add(stepped, tf.mul(tf.matMul(folded.b, folded.a), 1 - scale)) as tf.Tensor2D
+      })
     if (delta !== raw) raw.dispose()
     tf.tidy(() => {
       this.weight.assign(tf.add(this.weight, delta))
     })
-    if (adapter.deltaDependsOnWeight === true) this.mergedDelta = delta
+    // A stepped merge with a fold is not `scale * delta`: keep what was added, so unmerge subtracts exactly it.
+    if (adapter.deltaDependsOnWeight === true || (folded !== undefined && scale !== 1)) this.mergedDelta = delta
     else delta.dispose()
     this.mergeScale = scale
     this.isMerged = true
@@ -140,9 +214,11 @@ export class Linear implements LinearTarget {
   /**
    * Folds the adapter's update (times `scale`) into W for good (merging first if needed): afterwards the adapter
    * counts as unmerged again, so the caller re-initialises it before the next forward (a COLA knot).
+   * A fold is consumed: W is now the adapted weight, the base the next initialisation starts from.
    */
   commitMerge(scale = 1): void {
     this.merge(scale)
+    this.unfold()
     this.forgetMerge()
   }
 

@@ -28,6 +28,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import type { AdaptableModel, PeftRowOrder } from "./AdaptableModel.js"
 import type { AdapterConfigBase, AdapterVariant } from "./Adapter.js"
 import { AdapterSet } from "./AdapterSet.js"
+import { resolveKeyAliases } from "./DefineAdapter.js"
 import { writeFileAtomic } from "./AtomicFile.js"
 import { attempt, ConfigError, type FileError, InvalidCheckpoint, NoPeftFormat, ShapeMismatch } from "./Errors.js"
 import { joinPath, readFileBytes } from "./Files.js"
@@ -320,8 +321,14 @@ export const loadAdapter = <Variants extends ReadonlyArray<AdapterVariant<any>>>
     const path = joinPath(dir, ADAPTER_WEIGHTS_FILE)
     // Shared tensors are sized by the file's modules (as PEFT sizes them by its targets); only their keys are needed to read.
     const sharedKeys = variant.sharedShapes === undefined ? [] : Object.keys(variant.sharedShapes([...layers.values()], config))
-    const file = yield* readAdapterFile(dir, splitAtModules([...layers.keys()]), sharedKeys)
-    const tensors = file.layers
+    const read = yield* readAdapterFile(dir, splitAtModules([...layers.keys()]), sharedKeys)
+    // Keys the variant also accepts (PEFT's `lora_magnitude_vector.weight`) under the key they stand for.
+    const tensors = new Map<string, Record<string, Safetensors.TensorView>>()
+    for (const [module, views] of read.layers) {
+      const aliases = variant.keyAliases?.(layers.get(module)!, config) ?? {}
+      tensors.set(module, Object.keys(aliases).length === 0 ? views : yield* attempt(() => resolveKeyAliases(views, aliases, path)))
+    }
+    const file = { layers: tensors, shared: read.shared }
     // The file against what the config would allocate, before anything is allocated (an absurd r is an error in microseconds).
     if (variant.sharedShapes !== undefined) {
       const expected = variant.sharedShapes([...tensors.keys()].map((module) => layers.get(module)!), config)

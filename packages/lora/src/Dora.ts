@@ -7,12 +7,13 @@
  * init), read from the layer's weight when the adapter is created or re-initialised, so a new COLA
  * link starts from the merged weight. Same config as LoRA (rsLoRA and patterns compose).
  */
-import { defineAdapter, type DefinedAdapter, type LinearTarget } from "@peftkit/core"
+import { ConfigError, defineAdapter, type DefinedAdapter, type LinearTarget } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { loraTensors } from "./Lora.js"
 import { type LoraConfig, loraScale } from "./LoraConfig.js"
 import { doraFormat } from "./DoraFormat.js"
 import { loraPlusGroups } from "./LoraPlus.js"
+import { isPissa } from "./Pissa.js"
 
 /** A DoRA adapter on one layer: LoRA's `loraA` [r, in], `loraB` [out, r] and `magnitude` [out]. */
 export type DoraAdapter = DefinedAdapter<LoraConfig, "loraA" | "loraB" | "magnitude">
@@ -41,15 +42,21 @@ const scaledWeight = (layer: LinearTarget, loraA: tf.Tensor, loraB: tf.Tensor, m
   return { b, updated, rowScale: tf.div(magnitude, rowNorm(updated)) as tf.Tensor1D }
 }
 
+/** PiSSA's conversion to a plain LoRA has no DoRA form (the magnitude holds for one weight only). */
+const pissaRefused = (config: LoraConfig): never => {
+  throw new ConfigError({ field: "lora.init", reason: `'${config.init}' is not supported with DoRA: use the lora variant` })
+}
+
 /** The DoRA variant (PEFT's `use_dora`). Decode user input with `loraConfig` first: `create` trusts its config. */
 export const dora = defineAdapter({
   name: "dora",
   format: doraFormat,
   deltaDependsOnWeight: true,
   tensors: (layer, config: LoraConfig) => ({
-    ...loraTensors(layer, config),
+    ...loraTensors(layer, isPissa(config.init) ? pissaRefused(config) : config),
     // Read when the adapter is created or re-initialised: the live (possibly chain-merged) weight.
-    magnitude: { shape: [layer.outFeatures], init: () => rowNorm(layer.weight), key: "lora_magnitude_vector" }
+    // PEFT writes `lora_magnitude_vector`; its loader also reads the DoraLinearLayer's own `.weight` key.
+    magnitude: { shape: [layer.outFeatures], init: () => rowNorm(layer.weight), key: "lora_magnitude_vector", aliases: ["lora_magnitude_vector.weight"] }
   }),
   forward: ({ x, base, layer, tensors: { loraA, loraB, magnitude }, config, training, dropout }) => {
     const scale = loraScale(config, layer.name)

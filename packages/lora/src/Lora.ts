@@ -2,13 +2,15 @@
  * LoRA (Hu et al. 2021) as a peftkit adapter variant: y = x W^T + s (x A^T) B^T with A [r, in],
  * B [out, r] (PEFT's lora_A / lora_B layout) and s = alpha / r (alpha / sqrt r with rsLoRA).
  * B starts at zero, so a fresh adapter leaves the model's output unchanged. Written with core's
- * `defineAdapter`: the tensors and the math are all there is.
+ * `defineAdapter`: the tensors and the math are all there is. With `init: "pissa"` (or
+ * `"pissa_niter_K"`) the same variant creates PiSSA adapters (`Pissa.ts`).
  */
-import { decodeConfigSync, defineAdapter, type DefinedAdapter, init, type LinearTarget, type TensorSpec } from "@peftkit/core"
+import { type AdapterDefinition, type AdapterVariant, decodeConfigSync, defineAdapter, type DefinedAdapter, init, type LinearTarget, type TensorSpec } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { LoraConfig, type LoraConfigInput, loraRank, loraScale } from "./LoraConfig.js"
 import { loraFormat } from "./LoraFormat.js"
 import { loraPlusGroups } from "./LoraPlus.js"
+import { isPissa, withPissa } from "./Pissa.js"
 
 /** A LoRA adapter on one layer: `tensors.loraA` [r, in], `tensors.loraB` [out, r]. */
 export type LoraAdapter = DefinedAdapter<LoraConfig, "loraA" | "loraB">
@@ -29,8 +31,8 @@ export const loraTensors = (layer: LinearTarget, config: LoraConfig): { readonly
   }
 }
 
-/** The LoRA variant. Decode user input with `loraConfig` first: `create` trusts its config. */
-export const lora = defineAdapter({
+/** LoRA's definition: the variant below, and PiSSA's (`withPissa`) on top of it. */
+const loraDefinition: AdapterDefinition<LoraConfig, "loraA" | "loraB"> = {
   name: "lora",
   format: loraFormat,
   tensors: loraTensors,
@@ -43,7 +45,19 @@ export const lora = defineAdapter({
   groups: (params, config) => (config.loraPlusRatio === undefined ? [{ params }] : loraPlusGroups(params, config.loraPlusRatio)),
   // The scale folded into b, so factors concatenate across chain links.
   factors: ({ layer, tensors: { loraA, loraB }, config }) => ({ a: loraA, b: tf.mul(loraB, loraScale(config, layer.name)) })
-})
+}
+
+const plainLora = defineAdapter(loraDefinition)
+const pissaLora = defineAdapter(withPissa(loraDefinition))
+
+/**
+ * The LoRA variant; PiSSA adapters when `config.init` is `"pissa"` or `"pissa_niter_K"`. Decode user
+ * input with `loraConfig` first: `create` trusts its config.
+ */
+export const lora: AdapterVariant<LoraConfig> = {
+  ...plainLora,
+  create: (layer, config, seed, context) => (isPissa(config.init) ? pissaLora : plainLora).create(layer, config, seed, context)
+}
 
 /** Decodes a user LoRA config; throws `ConfigError` naming the field. */
 export const loraConfig = (input: LoraConfigInput = {}): LoraConfig => decodeConfigSync(LoraConfig, input, "lora")

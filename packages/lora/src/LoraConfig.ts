@@ -6,7 +6,16 @@ import { FiniteNumber, PositiveInt, Probability, TargetModulesSchema } from "@pe
 import { Schema } from "effect"
 import { PatternKey, resolvePattern } from "./LoraPatterns.js"
 
-export const LoraInit = Schema.Literal("kaiming", "gaussian")
+/** PiSSA with the randomised SVD and K power iterations (PEFT's `pissa_niter_K`; K at most 1000). */
+export const PissaNiter = Schema.TemplateLiteral("pissa_niter_", Schema.Number).pipe(
+  Schema.filter((value) => /^pissa_niter_\d{1,3}$/.test(value) || "must be pissa_niter_K with K a whole number of power iterations, 0 to 999")
+)
+
+/**
+ * How A and B start: kaiming-uniform or gaussian A with B = 0 (PEFT's `true`, `"gaussian"`), or PiSSA
+ * (`"pissa"`, exact SVD; `"pissa_niter_K"`, randomised): A and B from W's top-r SVD, W the residual.
+ */
+export const LoraInit = Schema.Union(Schema.Literal("kaiming", "gaussian", "pissa"), PissaNiter)
 export type LoraInit = typeof LoraInit.Type
 
 /** Which factor stays at its initialisation: "A" is FFA-LoRA (Sun et al. 2024), only B trains. */
@@ -31,7 +40,10 @@ export const LoraConfig = Schema.Struct({
   dropout: Schema.optionalWith(Probability, { default: () => 0 }),
   /** rsLoRA: scale alpha / sqrt(r), which keeps updates stable as r grows. */
   useRslora: Schema.optionalWith(Schema.Boolean, { default: () => false }),
-  /** A's initialisation: kaiming-uniform (a = sqrt 5, PEFT's default) or gaussian (std 1/r). B starts at zero. */
+  /**
+   * A's initialisation: kaiming-uniform (a = sqrt 5, PEFT's default) or gaussian (std 1/r), B at zero;
+   * or PiSSA (`"pissa"`, `"pissa_niter_K"`): A and B from W's top-r SVD, W replaced by the residual (`Pissa.ts`).
+   */
   init: Schema.optionalWith(LoraInit, { default: () => "kaiming" as const }),
   /**
    * A factor that does not train: "A" is FFA-LoRA (A frozen at its random init, only B trains),

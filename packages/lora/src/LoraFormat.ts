@@ -17,30 +17,41 @@ import {
 import { Effect, Schema } from "effect"
 import { LoraConfig, loraRank } from "./LoraConfig.js"
 import { patternKey } from "./LoraPatterns.js"
+import { isPissa } from "./Pissa.js"
+
+const mapValues = (pattern: Readonly<Record<string, number>>, f: (value: number) => number) => Object.fromEntries(Object.entries(pattern).map(([key, value]) => [key, f(value)]))
 
 /**
  * The `adapter_config.json` PEFT writes for a LoRA (`dora: true`: a DoRA, PEFT's `use_dora`), with
- * our config's values.
+ * our config's values. A PiSSA config is written as PEFT's `path_initial_model_for_weight_conversion`
+ * writes it: a plain LoRA (`init_lora_weights: true`) of twice the rank at the same scale, so r,
+ * lora_alpha and both patterns double (with rsLoRA, alpha / sqrt(r): the alphas grow by sqrt 2; PEFT
+ * refuses rsLoRA with patterns, where this rule is still exact).
  */
-export const toPeftConfig = (config: LoraConfig, options: { readonly dora?: boolean } = {}): Record<string, unknown> => ({
-  peft_type: "LORA",
-  r: config.r,
-  lora_alpha: config.alpha,
-  lora_dropout: config.dropout,
-  target_modules: typeof config.targetModules === "string" ? config.targetModules : [...config.targetModules],
-  bias: "none",
-  use_rslora: config.useRslora,
-  use_dora: options.dora === true,
-  fan_in_fan_out: false,
-  init_lora_weights: config.init === "gaussian" ? "gaussian" : true,
-  modules_to_save: null,
-  layers_to_transform: null,
-  layers_pattern: null,
-  rank_pattern: { ...config.rankPattern },
-  alpha_pattern: { ...config.alphaPattern },
-  inference_mode: true,
-  revision: null
-})
+export const toPeftConfig = (config: LoraConfig, options: { readonly dora?: boolean } = {}): Record<string, unknown> => {
+  const pissa = isPissa(config.init)
+  const rank = (r: number) => (pissa ? 2 * r : r)
+  const alpha = (value: number) => (!pissa ? value : config.useRslora ? value * 2 ** 0.5 : 2 * value)
+  return {
+    peft_type: "LORA",
+    r: rank(config.r),
+    lora_alpha: alpha(config.alpha),
+    lora_dropout: config.dropout,
+    target_modules: typeof config.targetModules === "string" ? config.targetModules : [...config.targetModules],
+    bias: "none",
+    use_rslora: config.useRslora,
+    use_dora: options.dora === true,
+    fan_in_fan_out: false,
+    init_lora_weights: config.init === "gaussian" ? "gaussian" : true,
+    modules_to_save: null,
+    layers_to_transform: null,
+    layers_pattern: null,
+    rank_pattern: mapValues(config.rankPattern, rank),
+    alpha_pattern: mapValues(config.alphaPattern, alpha),
+    inference_mode: true,
+    revision: null
+  }
+}
 
 // The part of PEFT's config we understand; other keys are ignored, as PEFT's own loader does.
 const PeftLoraJson = Schema.Struct({
@@ -63,8 +74,9 @@ const PeftLoraJson = Schema.Struct({
 
 const isSet = (value: unknown) => value !== undefined && value !== null && !(typeof value === "object" && Object.keys(value).length === 0)
 
-// PEFT inits that rewrite the base weights: the adapter is only valid on that modified base.
-const BASE_MODIFYING_INIT = /^(pissa|olora|corda|loftq)/
+// PEFT inits that rewrite the base weights: the adapter is only valid on that modified base. Exact
+// PiSSA ("pissa") is not among them: its residual is recomputed from the base, as PEFT's loader does.
+const BASE_MODIFYING_INIT = /^(pissa_niter_|olora|corda|loftq)/
 
 // Unknown keys are dropped before the strict decode, so only known fields can fail (and are named).
 const pickKnown = (json: unknown): unknown => {
@@ -91,8 +103,12 @@ export const fromPeftConfig = (json: unknown, options: { readonly dora?: boolean
       if (isSet(peft[field])) return yield* new ConfigError({ field: `adapter_config.${field}`, reason: "is not supported yet (must be empty)" })
     }
     if (typeof peft.init_lora_weights === "string" && BASE_MODIFYING_INIT.test(peft.init_lora_weights)) {
-      return yield* new ConfigError({ field: "adapter_config.init_lora_weights", reason: `'${peft.init_lora_weights}' adapters need the correspondingly modified base model; not supported` })
+      const why = peft.init_lora_weights.startsWith("pissa")
+        ? "a randomised-SVD PiSSA adapter needs the residual base PEFT computed from torch's random sketch; save it from PEFT with path_initial_model_for_weight_conversion (a plain LoRA)"
+        : "the adapter needs the correspondingly modified base model"
+      return yield* new ConfigError({ field: "adapter_config.init_lora_weights", reason: `'${peft.init_lora_weights}': ${why}; not supported` })
     }
+    if (peft.init_lora_weights === "pissa" && peft.use_dora) return yield* new ConfigError({ field: "adapter_config.init_lora_weights", reason: "'pissa' with use_dora is not supported" })
     return yield* decodeConfig(
       LoraConfig,
       {
@@ -100,7 +116,8 @@ export const fromPeftConfig = (json: unknown, options: { readonly dora?: boolean
         alpha: peft.lora_alpha,
         dropout: peft.lora_dropout,
         useRslora: peft.use_rslora,
-        init: peft.init_lora_weights === "gaussian" ? "gaussian" : "kaiming",
+        // Exact PiSSA: A and B are the file's, the residual W - s B0 A0 is recomputed from the base's SVD.
+        init: peft.init_lora_weights === "gaussian" ? "gaussian" : peft.init_lora_weights === "pissa" ? "pissa" : "kaiming",
         rankPattern: peft.rank_pattern ?? {},
         alphaPattern: peft.alpha_pattern ?? {},
         targetModules: peft.target_modules
