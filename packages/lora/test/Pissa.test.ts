@@ -46,11 +46,22 @@ const subspaceGap = (p: tf.Tensor2D, q: tf.Tensor2D) =>
     return Math.sqrt(Math.max(0, 1 - Math.min(...cosines) ** 2))
   })
 
+/** `topSingularTriplets` in a tidy scope: the tensors survive it, the singular values are plain numbers. */
+const svdOf = (w: tf.Tensor2D, r: number, options: { niter?: number; seed?: number } = {}) => {
+  let s: ReadonlyArray<number> = []
+  const [u, v] = tf.tidy(() => {
+    const triplets = topSingularTriplets(w, r, options)
+    s = triplets.s
+    return [triplets.u, triplets.v]
+  })
+  return { u: u as tf.Tensor2D, v: v as tf.Tensor2D, s }
+}
+
 describe("topSingularTriplets", () => {
   it.each([[24, 16], [16, 24]])("exact: W's top-r singular values and vectors on a %ix%i weight (float64 reference)", (out, inF) => {
     const w = tf.randomNormal([out, inF], 0, 1, "float32", 7) as tf.Tensor2D
     const reference = referenceSvd(w)
-    const { u, s, v } = tf.tidy(() => topSingularTriplets(w, 4))
+    const { u, s, v } = svdOf(w, 4)
     s.forEach((value, k) => expect(Math.abs(value - reference.diagonal[k]!)).toBeLessThan(1e-4 * reference.diagonal[0]!))
     // Each pair up to its sign: |<u_k, u_ref_k>| = 1.
     for (let k = 0; k < 4; k++) {
@@ -67,9 +78,9 @@ describe("topSingularTriplets", () => {
   it("randomised (niter 0, 2, 6): the top-4 subspace of a decaying spectrum closes in on the exact one", () => {
     const spectrum = Array.from({ length: 32 }, (_, k) => 10 * 0.6 ** k)
     const w = withSpectrum(64, 48, spectrum, 3)
-    const exact = tf.tidy(() => topSingularTriplets(w, 4))
+    const exact = svdOf(w, 4)
     const gaps = [0, 2, 6].map((niter) => {
-      const approx = tf.tidy(() => topSingularTriplets(w, 4, { niter, seed: 11 }))
+      const approx = svdOf(w, 4, { niter, seed: 11 })
       const gap = Math.max(subspaceGap(approx.u, exact.u), subspaceGap(approx.v, exact.v))
       tf.dispose([approx.u, approx.v])
       return gap
@@ -83,7 +94,7 @@ describe("topSingularTriplets", () => {
 
   it("is reproducible from its seed", () => {
     const w = tf.randomNormal([20, 12], 0, 1, "float32", 5) as tf.Tensor2D
-    const [a, b] = [1, 1].map(() => tf.tidy(() => topSingularTriplets(w, 3, { niter: 1, seed: 9 })))
+    const [a, b] = [1, 1].map(() => svdOf(w, 3, { niter: 1, seed: 9 }))
     expect(maxDiff(a!.u, b!.u)).toBe(0)
     expect(a!.s).toEqual(b!.s)
   })
@@ -187,7 +198,7 @@ describe("PiSSA init", () => {
     const part = tf.matMul(tf.mul(adapter.tensors.loraB, 2), adapter.tensors.loraA)
     expect(maxDiff(tf.add(layer.weight, part), merged)).toBeLessThan(1e-5)
     const top = referenceSvd(merged).diagonal
-    expect(Math.abs(tf.matMul(adapter.tensors.loraA, adapter.tensors.loraA, false, true).arraySync()[0]![0]! - top[0]! / 2)).toBeLessThan(1e-4)
+    expect(Math.abs((tf.matMul(adapter.tensors.loraA, adapter.tensors.loraA, false, true).arraySync() as Array<Array<number>>)[0]![0]! - top[0]! / 2)).toBeLessThan(1e-4)
   })
 
   it("numTensors: unchanged across a training step, and after inject + merge + unmerge + remove", () => {
