@@ -34,6 +34,8 @@ export const TrainOptions = Schema.Struct({
   rslora: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** A factor that does not train: A is FFA-LoRA (only B trains). */
   freeze: Schema.optionalWith(Schema.Literal("none", "A", "B"), { default: () => "none" as const }),
+  /** PiSSA: power iterations of the randomised SVD (PEFT's pissa_niter_K); -1 = the exact SVD (slow on big layers). */
+  pissaNiter: Schema.optionalWith(Schema.Int.pipe(Schema.between(-1, 999)), { default: () => 4 }),
   /** LoRA+: B's learning rate as a multiple of A's (16 in the paper); off when absent. */
   loraPlusRatio: Schema.optional(FiniteNumber.pipe(Schema.positive())),
   /** COLA: number of links (the budget is split evenly). */

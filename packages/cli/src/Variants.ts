@@ -28,6 +28,8 @@ const loraOptions = (options: TrainOptions) => ({
   ...(options.loraPlusRatio === undefined ? {} : { loraPlusRatio: options.loraPlusRatio })
 })
 
+const pissaInit = (options: TrainOptions) => (options.pissaNiter < 0 ? ("pissa" as const) : (`pissa_niter_${options.pissaNiter}` as const))
+
 /** LoRA's own options on a variant without them are refused, not ignored. */
 const refuseLoraOnly = (options: TrainOptions, variant: string): void => {
   const given = [options.rslora ? "rslora" : "", options.freeze !== "none" ? "freeze" : "", options.loraPlusRatio !== undefined ? "loraPlusRatio" : ""].find((name) => name !== "")
@@ -45,13 +47,20 @@ const describeLora = (options: TrainOptions): string =>
     .join(", ")
 
 /** The names `--variant` accepts (declared apart from the table, which `TrainOptions` types depend on). */
-export const variantNames = ["lora", "dora", "vera"] as const
+export const variantNames = ["lora", "dora", "pissa", "vera"] as const
 export type VariantName = (typeof variantNames)[number]
 
 export const trainableVariants: Readonly<Record<VariantName, TrainableVariant>> = {
   lora: { variant: lora, config: (options) => loraConfig(loraOptions(options)), describe: (options) => `lora ${describeLora(options)}` },
   // DoRA: LoRA's config; a magnitude per output row on top of LoRA's direction update.
   dora: { variant: dora, config: (options) => loraConfig(loraOptions(options)), describe: (options) => `dora ${describeLora(options)}` },
+  // PiSSA: LoRA initialised from W's top-r singular triplets, W the residual; saved converted to a
+  // plain rank-2r LoRA for the original base. The randomised SVD unless --pissa-niter is -1 (exact).
+  pissa: {
+    variant: lora,
+    config: (options) => loraConfig({ ...loraOptions(options), init: pissaInit(options) }),
+    describe: (options) => `pissa (${pissaInit(options)}) ${describeLora(options)}`
+  },
   // VeRA: shared frozen random projections of rank r (PEFT's default 256), trained scaling vectors.
   vera: {
     variant: vera,

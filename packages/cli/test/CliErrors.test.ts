@@ -29,7 +29,7 @@ const model = haveShared ? stories : "model.bin" // usage errors are found befor
 describe("peftkit: a bad value is named with what it should be", () => {
   it("a value outside a set lists every allowed value", async () => {
     await expectError(["train", "--model", model, "--data", data, "--schedule", "cosin"], 2, 'error: --schedule: expected one of "constant", "linear", "cosine" (got "cosin")')
-    await expectError(["train", "--model", model, "--data", data, "--method", "dora"], 2, 'error: --method: expected one of "lora", "cola", "full" (got "dora")')
+    await expectError(["train", "--model", model, "--data", data, "--method", "dora"], 2, 'error: --method: expected one of "lora", "cola", "rac", "xgb", "full" (got "dora")')
     await expectError(["train", "--model", model, "--data", data, "--knot-optimizer", "kept"], 2, 'error: --knot-optimizer: expected one of "reset", "keep" (got "kept")')
     await expectError(["eval", "--model", model, "--data", data, "--split", "train"], 2, 'error: --split: expected one of "test", "valid" (got "train")')
     await expectError(["generate", "--model", model, "--backend", "tpu"], 2, /^error: --backend: expected one of "auto", "node-gpu", "webgpu", "node", "wasm", "cpu" \(got "tpu"\)$/)

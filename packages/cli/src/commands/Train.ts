@@ -48,7 +48,7 @@ import { TrainOptions } from "../TrainOptions.js"
 const CHECKPOINTS = "checkpoints"
 
 /** The options that define a run: a resume must use the same ones, or it trains something else. */
-const RUN_DEFINING = ["model", "data", "task", "method", "variant", "rank", "alpha", "rslora", "freeze", "loraPlusRatio", "links", "knotOptimizer", "linkWarmup", "racFreeze", "xgbRank", "xgbLayers", "xgbStepSize", "targetModules", "batchSize", "learningRate", "schedule", "warmup", "weightDecay", "seed", "maxSeqLength", "maskPrompt"] as const
+const RUN_DEFINING = ["model", "data", "task", "method", "variant", "rank", "alpha", "rslora", "freeze", "loraPlusRatio", "pissaNiter", "links", "knotOptimizer", "linkWarmup", "racFreeze", "xgbRank", "xgbLayers", "xgbStepSize", "targetModules", "batchSize", "learningRate", "schedule", "warmup", "weightDecay", "seed", "maxSeqLength", "maskPrompt"] as const
 
 const runState = (options: TrainOptions, steps: number) => ({
   steps,
