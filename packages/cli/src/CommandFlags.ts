@@ -18,6 +18,8 @@ export const trainFlags: ReadonlyArray<FlagSpec> = [
   { name: "dropout", type: "number", value: "P", help: "LoRA dropout (default 0)" },
   { name: "rslora", type: "boolean", help: "rsLoRA scaling alpha / sqrt(r)" },
   { name: "freeze", type: "string", value: "F", help: "none | A | B: a factor kept at its init; A is FFA-LoRA (default none)" },
+  { name: "rank-pattern", type: "list", value: "K=R,...", help: "per-module ranks, PEFT's rank_pattern (e.g. q_proj=16,layers.0.mlp.down_proj=4)" },
+  { name: "alpha-pattern", type: "list", value: "K=A,...", help: "per-module alphas, PEFT's alpha_pattern" },
   { name: "pissa-niter", type: "number", value: "K", help: "PiSSA: power iterations of the randomised SVD; -1 for the exact SVD (default 4)" },
   { name: "lora-plus-ratio", type: "number", value: "K", help: "LoRA+: B learns at K times the learning rate (16 in the paper)" },
   { name: "links", type: "number", value: "L", help: "COLA: links in the chain; the steps are split evenly (default 3)" },

@@ -34,6 +34,9 @@ export const TrainOptions = Schema.Struct({
   rslora: Schema.optionalWith(Schema.Boolean, { default: () => false }),
   /** A factor that does not train: A is FFA-LoRA (only B trains). */
   freeze: Schema.optionalWith(Schema.Literal("none", "A", "B"), { default: () => "none" as const }),
+  /** Per-module ranks and alphas (PEFT's rank_pattern / alpha_pattern: key -> value, PEFT's key matching). */
+  rankPattern: Schema.optionalWith(Schema.Record({ key: Schema.String, value: PositiveInt }), { default: () => ({}) }),
+  alphaPattern: Schema.optionalWith(Schema.Record({ key: Schema.String, value: FiniteNumber }), { default: () => ({}) }),
   /** PiSSA: power iterations of the randomised SVD (PEFT's pissa_niter_K); -1 = the exact SVD (slow on big layers). */
   pissaNiter: Schema.optionalWith(Schema.Int.pipe(Schema.between(-1, 999)), { default: () => 4 }),
   /** LoRA+: B's learning rate as a multiple of A's (16 in the paper); off when absent. */

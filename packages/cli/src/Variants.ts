@@ -25,6 +25,8 @@ const loraOptions = (options: TrainOptions) => ({
   useRslora: options.rslora,
   freeze: options.freeze,
   targetModules: options.targetModules,
+  rankPattern: options.rankPattern,
+  alphaPattern: options.alphaPattern,
   ...(options.loraPlusRatio === undefined ? {} : { loraPlusRatio: options.loraPlusRatio })
 })
 
@@ -32,7 +34,13 @@ const pissaInit = (options: TrainOptions) => (options.pissaNiter < 0 ? ("pissa" 
 
 /** LoRA's own options on a variant without them are refused, not ignored. */
 const refuseLoraOnly = (options: TrainOptions, variant: string): void => {
-  const given = [options.rslora ? "rslora" : "", options.freeze !== "none" ? "freeze" : "", options.loraPlusRatio !== undefined ? "loraPlusRatio" : ""].find((name) => name !== "")
+  const given = [
+    options.rslora ? "rslora" : "",
+    options.freeze !== "none" ? "freeze" : "",
+    options.loraPlusRatio !== undefined ? "loraPlusRatio" : "",
+    Object.keys(options.rankPattern).length > 0 ? "rankPattern" : "",
+    Object.keys(options.alphaPattern).length > 0 ? "alphaPattern" : ""
+  ].find((name) => name !== "")
   if (given !== undefined) throw new ConfigError({ field: `train.${given}`, reason: `is a LoRA option; --variant ${variant} does not take it` })
 }
 
@@ -41,7 +49,8 @@ const describeLora = (options: TrainOptions): string =>
     `r=${options.rank} alpha=${options.alpha}`,
     options.rslora ? "rsLoRA" : "",
     options.freeze === "none" ? "" : `${options.freeze} frozen`,
-    options.loraPlusRatio === undefined ? "" : `LoRA+ ratio ${options.loraPlusRatio}`
+    options.loraPlusRatio === undefined ? "" : `LoRA+ ratio ${options.loraPlusRatio}`,
+    Object.keys(options.rankPattern).length + Object.keys(options.alphaPattern).length === 0 ? "" : "rank/alpha patterns"
   ]
     .filter((part) => part !== "")
     .join(", ")

@@ -48,7 +48,16 @@ import { TrainOptions } from "../TrainOptions.js"
 const CHECKPOINTS = "checkpoints"
 
 /** The options that define a run: a resume must use the same ones, or it trains something else. */
-const RUN_DEFINING = ["model", "data", "task", "method", "variant", "rank", "alpha", "rslora", "freeze", "loraPlusRatio", "pissaNiter", "links", "knotOptimizer", "linkWarmup", "racFreeze", "xgbRank", "xgbLayers", "xgbStepSize", "targetModules", "batchSize", "learningRate", "schedule", "warmup", "weightDecay", "seed", "maxSeqLength", "maskPrompt"] as const
+const RUN_DEFINING = ["model", "data", "task", "method", "variant", "rank", "alpha", "rslora", "freeze", "loraPlusRatio", "pissaNiter", "rankPattern", "alphaPattern", "links", "knotOptimizer", "linkWarmup", "racFreeze", "xgbRank", "xgbLayers", "xgbStepSize", "targetModules", "batchSize", "learningRate", "schedule", "warmup", "weightDecay", "seed", "maxSeqLength", "maskPrompt"] as const
+
+const patternRecord = (field: string, items: ReadonlyArray<string>) =>
+  Effect.forEach(items, (item) => {
+    const at = item.lastIndexOf("=")
+    const value = Number(item.slice(at + 1))
+    return at <= 0 || item.slice(at + 1).trim() === "" || !Number.isFinite(value)
+      ? Effect.fail(new ConfigError({ field: `train.${field}`, reason: `expected KEY=NUMBER items (e.g. q_proj=16), got '${item}'` }))
+      : Effect.succeed([item.slice(0, at), value] as const)
+  }).pipe(Effect.map((entries) => Object.fromEntries(entries)))
 
 const runState = (options: TrainOptions, steps: number) => ({
   steps,
@@ -61,6 +70,10 @@ export const decodeTrainOptions = (argv: ReadonlyArray<string>) =>
     const raw = yield* attempt(() => parseFlags(argv, trainFlags))
     const { noMaskPrompt, verbose: _verbose, help: _help, ...rest } = raw as Record<string, unknown>
     if (noMaskPrompt === true) rest.maskPrompt = false
+    // `--rank-pattern q_proj=16,layers.0.mlp.down_proj=4` (a list of key=value) as the record a config file gives.
+    for (const field of ["rankPattern", "alphaPattern"] as const) {
+      if (Array.isArray(rest[field])) rest[field] = yield* patternRecord(field, rest[field] as ReadonlyArray<string>)
+    }
     const options = yield* decodeConfig(TrainOptions, rest, "train")
     if ((options.data === undefined) === (options.task === undefined)) {
       return yield* new ConfigError({ field: "train.data", reason: "give exactly one of --data DIR or --task NAME" })
