@@ -19,7 +19,8 @@ const common = `  --config FILE                      JSON file with the same opt
   --verbose                          print the full error cause on failure
   -h, --help                         this help`
 
-export const usage = `peftkit: fine-tune language models with LoRA and Chain of LoRA (COLA) in JavaScript.
+export const usage = `peftkit: fine-tune language models with LoRA, its variants (DoRA, PiSSA, VeRA) and chains of them
+(COLA, RAC-LoRA, XGBLoRA) in JavaScript.
 
 Usage: peftkit <command> [flags]
 
@@ -28,7 +29,7 @@ Commands:
   eval       test loss / perplexity, or task accuracy by label-word likelihood
   generate   generate text (greedy or sampled) with or without an adapter
   merge      fuse an adapter into the weights; writes a Hugging Face model directory
-  export     write an adapter as one PEFT LoRA, optionally SVD-compressed to a lower rank
+  export     rewrite a LoRA adapter as one PEFT LoRA, optionally SVD-compressed to a lower rank
 
 Examples:
   peftkit train --model ../shared/data/models/stories260K/stories260K.bin --data my-data --method cola --iters 200
@@ -50,9 +51,9 @@ ${common}
 `
 
 export const commands: Readonly<Record<string, Command>> = {
-  train: { help: help("train", "fine-tune with LoRA, COLA or full fine-tuning; saves a PEFT adapter, metrics.jsonl and report.html", trainFlags), run: trainCommand },
+  train: { help: help("train", "fine-tune with an adapter (--variant lora|dora|pissa|vera), a chain of them (--method cola|rac|xgb) or all weights (--method full); saves a PEFT adapter, metrics.jsonl and report.html", trainFlags), run: trainCommand },
   eval: { help: help("eval", "evaluate a model with or without an adapter", evalFlags), run: evalCommand },
   generate: { help: help("generate", "generate text", generateFlags), run: generateCommand },
   merge: { help: help("merge", "merge an adapter into a model; writes a Hugging Face directory", mergeFlags), run: mergeCommand },
-  export: { help: help("export", "write a PEFT LoRA adapter, optionally compressed by SVD", exportFlags), run: exportCommand }
+  export: { help: help("export", "rewrite a LoRA adapter (not DoRA or VeRA: use merge) as one PEFT LoRA, optionally compressed by SVD", exportFlags), run: exportCommand }
 }

@@ -3,7 +3,7 @@
  * a lower rank by truncated SVD (with the relative error that introduces). A COLA run's adapter is
  * already the whole chain as one LoRA of rank links x r; `--rank` shrinks it.
  */
-import { type PeftSaveOptions, PositiveInt, Safetensors } from "@peftkit/core"
+import { ConfigError, type PeftSaveOptions, PositiveInt, readAdapterConfigJson, Safetensors } from "@peftkit/core"
 import { type ChainLora, compressChain, saveChainLora } from "@peftkit/cola"
 import { loraScale, readPeftLora } from "@peftkit/lora"
 import { Effect, Schema } from "effect"
@@ -21,9 +21,16 @@ const ExportOptions = Schema.Struct({
 /** A PEFT LoRA directory as host factors with the scale folded into B. */
 export const readAsChainLora = (dir: string) =>
   Effect.gen(function* () {
+    // Said in the CLI's terms before LoRA's reader refuses these in the library's.
+    const json = yield* readAdapterConfigJson(dir)
+    if (json.peft_type !== "LORA" || json.use_dora === true) {
+      const kind = json.use_dora === true ? "a DoRA" : `a ${String(json.peft_type)}`
+      return yield* new ConfigError({ field: "export.adapterPath", reason: `${dir} holds ${kind} adapter; export rewrites LoRA adapters only (use 'peftkit merge' for the others)` })
+    }
     const { config, tensors } = yield* readPeftLora(dir)
-    const scale = loraScale(config)
     const updates = [...tensors].map(([moduleName, views]) => {
+      // Per module: rank_pattern / alpha_pattern give each its own scale.
+      const scale = loraScale(config, moduleName)
       const a = views["lora_A.weight"]!
       const b = views["lora_B.weight"]!
       const scaledB = Safetensors.toFloat32(b).map((value) => value * scale)

@@ -1,5 +1,5 @@
 /**
- * `peftkit train`: fine-tune a language model with LoRA, COLA or full fine-tuning.
+ * `peftkit train`: fine-tune a language model with an adapter variant, a chain of them, or all weights.
  *
  * Output directory (`--adapter-path`): the adapter in PEFT layout (for COLA: the whole chain as one
  * LoRA of rank links x r, exactly), `training_args.json`, `metrics.jsonl`, `report.html` (loss

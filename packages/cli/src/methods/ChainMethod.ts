@@ -6,7 +6,7 @@
  * one PEFT adapter, exactly, with output rows in the order of the model's Hugging Face form
  * (`model.peftRowOrder`).
  */
-import { attempt } from "@peftkit/core"
+import { attempt, ConfigError } from "@peftkit/core"
 import { Chain, chainCheckpointFiles, chainPolicy, type ChainPolicyName, exportChain, isDora, restoreChain, saveChainLora } from "@peftkit/cola"
 import { Effect } from "effect"
 import type { TrainOptions } from "../TrainOptions.js"
@@ -41,6 +41,10 @@ export const chainMethod = (name: ChainPolicyName): TrainingMethod => ({
   setup: ({ model, options, optimizer, steps }) =>
     attempt(() => {
       const chosen = trainableVariants[options.variant]
+      // Refused here, before anything trains or is written, not at the first knot.
+      if (name === "xgb" && options.variant === "dora") {
+        throw new ConfigError({ field: "train.method", reason: "xgb merges with a step size on a subset of layers, which DoRA's row rescaling does not support; use --method cola or rac with --variant dora" })
+      }
       model.setTrainable(false)
       const chain = Chain.make({
         model,
