@@ -19,6 +19,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { type ChainConfig, type ChainConfigInput, chainConfig, knotSteps } from "./ChainConfig.js"
 import { readHost } from "./internal/readHost.js"
+import { addLink } from "./internal/replayLink.js"
 import { type LinkPlan, planLinks, sameConfig } from "./internal/linkPlans.js"
 import { colaPolicy, type LinkPolicy } from "./LinkPolicy.js"
 
@@ -120,6 +121,15 @@ export class Chain<Config extends ChainableConfig> {
     return this.plans[link]?.mergeScale ?? 1
   }
 
+  /**
+   * Whether link `link`'s knot merges through the adapters themselves (every module, step size 1,
+   * COLA's merge) rather than adding its recorded factors to W.
+   */
+  mergesWhole(link: number): boolean {
+    const plan = this.plans[link]
+    return plan === undefined || (plan.everyModule && plan.mergeScale === 1)
+  }
+
   /** Optimizer groups for the current link's trained parameters. */
   parameterGroups(): ReadonlyArray<ParameterGroup> {
     const plan = this.plans[this.currentLink]!
@@ -163,6 +173,16 @@ export class Chain<Config extends ChainableConfig> {
     this.optimizer?.setParameters(this.parameterGroups())
   }
 
+  /**
+   * The seed layer `index`'s adapter of link `link` was initialised from: `AdapterSet.inject`'s
+   * per-layer seed where the link re-injected (link 0, or a config unlike the previous link's; see
+   * `injectFor`), else the knot's `reinitializeAdapter` seed. A resume re-derives a PiSSA link's init with it.
+   */
+  initSeedOf(link: number, index: number): number {
+    const reinjected = link === 0 || !sameConfig(this.configOf(link), this.configOf(link - 1))
+    return reinjected ? mixSeed(mixSeed(this.config.seed, link), index) : mixSeed(this.config.seed, link, index)
+  }
+
   /** The step at which the current link started. */
   get currentLinkStart(): number {
     return this.linkStart
@@ -184,7 +204,7 @@ export class Chain<Config extends ChainableConfig> {
       const plan = self.plans[finished]!
       // COLA's merge (the adapters' own, scale 1, every layer) unless the policy steps or subsets; then
       // W gets exactly the recorded factors, as a resume replays them.
-      const wholeMerge = plan.everyModule && plan.mergeScale === 1
+      const wholeMerge = self.mergesWhole(finished)
       const updates = new Map<string, LinkUpdate>()
       for (const { layer, adapter } of self.adapters.entries) {
         if (!plan.modules.has(layer.name)) {
@@ -218,7 +238,7 @@ export class Chain<Config extends ChainableConfig> {
       if (sameConfig(self.configOf(next), plan.config)) {
         self.adapters.entries.forEach(({ layer }, index) => {
           if (wholeMerge) layer.commitMerge()
-          layer.reinitializeAdapter(mixSeed(self.config.seed, next, index)) // refolds a PiSSA link's init from the merged W
+          layer.reinitializeAdapter(self.initSeedOf(next, index)) // refolds a PiSSA link's init from the merged W
         })
       } else {
         // Another config (rank, frozen factor) means other shapes or trainable flags: new adapters (and new optimizer slots).
@@ -270,9 +290,6 @@ const zeroUpdate = (layer: { readonly inFeatures: number; readonly outFeatures: 
 /** W <- W + b a (or + delta) from the recorded host arrays: the very ops `restoreChain` replays. */
 const addRecorded = (layer: Linear, update: LinkUpdate): void => {
   tf.tidy(() => {
-    const increment = update.kind === "factors"
-      ? tf.matMul(tf.tensor2d(update.b, [layer.outFeatures, update.rank]), tf.tensor2d(update.a, [update.rank, layer.inFeatures]))
-      : tf.tensor2d(update.delta, [layer.outFeatures, layer.inFeatures])
-    layer.weight.assign(tf.add(layer.weight, increment))
+    layer.weight.assign(addLink(layer.weight, layer, update))
   })
 }

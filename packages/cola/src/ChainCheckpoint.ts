@@ -2,7 +2,9 @@
  * Saving and resuming a chain mid-training. A chain's state is small: the finished links' factors
  * (already on the host), the current link's adapter tensors and its position. Resuming replays
  * the finished links onto the ORIGINAL base weights with the same float32 ops the knots used, so
- * the weights come back bit for bit, then loads the current link.
+ * the weights come back bit for bit, then loads the current link. A PiSSA chain past a knot re-runs
+ * its knots off the model instead, since each link's init was drawn from the merged weight
+ * (`internal/refoldLink.ts`); it too comes back bit for bit.
  *
  * These files go into a checkpoint directory next to the optimizer state (see core's
  * `writeCheckpoint` / `restoreOptimizer`).
@@ -12,6 +14,8 @@ import { attempt, type CheckpointFiles, type ConfigError, decodeConfig, type Fil
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import type { Chain, LinkRecord, LinkUpdate, ChainableConfig } from "./Chain.js"
+import { foldsInitialUpdate, resumeRefolded } from "./internal/refoldLink.js"
+import { addLink } from "./internal/replayLink.js"
 
 export const CHAIN_STATE_FILE = "chain_state.json"
 export const CHAIN_LINKS_FILE = "chain_links.safetensors"
@@ -133,8 +137,6 @@ export const restoreChain = <Config extends ChainableConfig>(chain: Chain<Config
     const unknown = current.tensors.find((view) => moduleOf(view.name) === undefined)
     if (unknown !== undefined) return yield* new InvalidCheckpoint({ path: adaptersPath, tensor: unknown.name, reason: "no adapted layer has this name" })
 
-    // 2. Move to the current link and load its adapters; on failure go back to link 0 (W untouched so far).
-    chain.resumeAt(state.link, state.linkStart, history)
     const byModule = new Map<string, Record<string, tf.Tensor>>()
     for (const view of current.tensors) {
       const moduleName = moduleOf(view.name)!
@@ -142,10 +144,21 @@ export const restoreChain = <Config extends ChainableConfig>(chain: Chain<Config
       entry[view.name.slice(moduleName.length + 1)] = Safetensors.toTensor(view)
       byModule.set(moduleName, entry)
     }
+    const disposeCurrent = Effect.sync(() => byModule.forEach((tensors) => Object.values(tensors).forEach((t) => t.dispose())))
+
+    // PiSSA past a knot: its link's init was drawn from the merged weight, so re-run the knots, then draw and load.
+    if (state.link > 0 && foldsInitialUpdate(chain)) {
+      yield* resumeRefolded(chain, state.link, state.linkStart, history, byModule, linksPath).pipe(Effect.ensuring(disposeCurrent))
+      chain.adapters.setRandomState(state.randomState)
+      return
+    }
+
+    // 2. Move to the current link and load its adapters; on failure go back to link 0 (W untouched so far).
+    chain.resumeAt(state.link, state.linkStart, history)
     yield* attempt(() => {
       for (const { layer, adapter } of chain.adapters.entries) adapter.loadStateDict(byModule.get(layer.name) ?? {})
     }).pipe(
-      Effect.ensuring(Effect.sync(() => byModule.forEach((tensors) => Object.values(tensors).forEach((t) => t.dispose())))),
+      Effect.ensuring(disposeCurrent),
       Effect.tapError(() => Effect.sync(() => chain.resumeAt(0, 0, [])))
     )
 
@@ -154,14 +167,7 @@ export const restoreChain = <Config extends ChainableConfig>(chain: Chain<Config
       for (const [moduleName, update] of record.updates) {
         const layer = layers.get(moduleName)!
         tf.tidy(() => {
-          const increment = update.kind === "factors"
-            ? tf.matMul(tf.tensor2d(update.b, [layer.outFeatures, update.rank]), tf.tensor2d(update.a, [update.rank, layer.inFeatures]))
-            : tf.tensor2d(update.delta, [layer.outFeatures, layer.inFeatures])
-          // A row-scaled link merged as rowScale (W + b a) - W added to W, the ops of DoRA's merge.
-          const added = update.kind === "factors" && update.rowScale !== undefined
-            ? tf.sub(tf.mul(tf.tensor2d(update.rowScale, [layer.outFeatures, 1]), tf.add(layer.weight, increment)), layer.weight)
-            : increment
-          layer.weight.assign(tf.add(layer.weight, added))
+          layer.weight.assign(addLink(layer.weight, layer, update))
         })
       }
     }
