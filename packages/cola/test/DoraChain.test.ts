@@ -4,7 +4,6 @@
  * (concatenated factors, b_l divided by the earlier links' row scales, magnitude D ||W_0 + B'A'||),
  * and a resumed DoRA chain replays the row scales bit for bit.
  */
-import type { FileSystem } from "@effect/platform"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import {
   ADAPTER_CONFIG_FILE,
@@ -13,30 +12,25 @@ import {
   Linear,
   loadAdapter,
   makeSchedule,
-  MetricsLog,
-  optimizerStateFile,
-  ProgressReporter,
   readTrainerState,
-  restoreOptimizer,
-  train,
-  writeCheckpoint
+  restoreOptimizer
 } from "@peftkit/core"
 import { dora, type DoraAdapter, lora, loraConfig, type LoraConfig } from "@peftkit/lora"
 import { adamw } from "@peftkit/optimizers"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Option } from "effect"
 import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { Chain, chainCheckpointFiles, compressChain, exportChain, isDora, restoreChain, saveChainLora } from "../src/index.js"
+import { Chain, compressChain, exportChain, isDora, restoreChain, saveChainLora } from "../src/index.js"
+import { chainTrainer, saveChainCheckpoint } from "./support/chainRuns.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
 })
 
-const services = Layer.merge(ProgressReporter.silent, MetricsLog.none)
 const STEPS = 30
 
 /** Two adapted layers with biases and one plain; knots at 10 and 20, the last link at another rank. */
@@ -52,13 +46,7 @@ const makeRun = (variant = dora, adapterConfig: LoraConfig = loraConfig({ r: 4, 
   const forward = (ls: ReadonlyArray<Linear>, training = false) => ls[2]!.apply(tf.relu(tf.add(ls[0]!.apply(x, training), ls[1]!.apply(x, training))), training)
   const loss = () => tf.mean(tf.square(tf.sub(forward(layers, true), target))) as tf.Scalar
   const schedule = chain.schedule(makeSchedule({ kind: "constant", peak: 0.02, totalSteps: STEPS }))
-  const run = (from: number, to: number, checkpoint?: (step: number) => Effect.Effect<void, unknown, FileSystem.FileSystem>) =>
-    Effect.runPromise(
-      train({ loss, batch: () => undefined, optimizer, steps: to, startStep: from, learningRate: schedule, hooks: [chain.hook()], profileEvery: 0, ...(checkpoint ? { checkpointEvery: 1, checkpoint } : {}) }).pipe(
-        Effect.provide(services),
-        Effect.provide(NodeFileSystem.layer)
-      ) as Effect.Effect<unknown>
-    )
+  const run = chainTrainer({ chain, optimizer, loss, schedule })
   const snapshot = () => layers.flatMap((l) => [l.weight, ...(l.adapter?.parameters().map((p) => p.variable) ?? [])]).map((t) => Array.from(t.dataSync()))
   return { layers, chain, optimizer, run, snapshot, build, forward }
 }
@@ -115,13 +103,7 @@ describe("DoRA in a COLA chain", () => {
 
     const root = mkdtempSync(join(tmpdir(), "peftkit-dora-resume-"))
     const first = makeRun()
-    const save = (step: number) =>
-      Effect.asVoid(
-        Effect.gen(function* () {
-          const files = { ...(yield* chainCheckpointFiles(first.chain)), "optimizer.safetensors": yield* optimizerStateFile(first.optimizer) }
-          return yield* writeCheckpoint(root, { step, link: first.chain.link }, files)
-        })
-      )
+    const save = saveChainCheckpoint(root, first.chain, first.optimizer)
     await first.run(0, 17, (step) => (step === 17 ? save(step) : Effect.void))
     const latest = Option.getOrThrow(await Effect.runPromise(Effect.provide(latestCheckpoint(root), NodeFileSystem.layer)))
     const resumed = makeRun()

@@ -1,4 +1,3 @@
-import type { FileSystem } from "@effect/platform"
 /**
  * Resuming a PiSSA chain past a knot: each link's init is the SVD of the MERGED weight, so the restore
  * re-runs the knots off the model (each init drawn again from the same weight with the knot's seed),
@@ -6,23 +5,23 @@ import type { FileSystem } from "@effect/platform"
  * the uninterrupted one, as LoRA's is.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { Linear, makeSchedule, MetricsLog, optimizerStateFile, ProgressReporter, readTrainerState, restoreOptimizer, Safetensors, train, writeCheckpoint } from "@peftkit/core"
+import { Linear, makeSchedule, readTrainerState, restoreOptimizer, Safetensors } from "@peftkit/core"
 import { lora, type LoraConfig, type LoraInit, loraConfig } from "@peftkit/lora"
 import { adamw } from "@peftkit/optimizers"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { Chain, CHAIN_ADAPTERS_FILE, CHAIN_LINKS_FILE, chainCheckpointFiles, exportChain, type LinkPolicy, restoreChain, xgbPolicy } from "../src/index.js"
+import { Chain, CHAIN_ADAPTERS_FILE, CHAIN_LINKS_FILE, exportChain, type LinkPolicy, restoreChain, xgbPolicy } from "../src/index.js"
+import { chainTrainer, saveChainCheckpoint } from "./support/chainRuns.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
 })
 
-const services = Layer.merge(ProgressReporter.silent, MetricsLog.none)
 const STEPS = 30 // three links: knots at 10 and 20
 
 const makeRun = (init: LoraInit, ranks: ReadonlyArray<number>, policy?: LinkPolicy<LoraConfig>) => {
@@ -37,13 +36,7 @@ const makeRun = (init: LoraInit, ranks: ReadonlyArray<number>, policy?: LinkPoli
   const target = tf.randomNormal([24, 8], 0, 1, "float32", 4)
   const loss = () => tf.mean(tf.square(tf.sub(layers[1]!.apply(tf.relu(layers[0]!.apply(x, true)), true), target))) as tf.Scalar
   const schedule = chain.schedule(makeSchedule({ kind: "cosine", peak: 0.02, totalSteps: STEPS, warmupSteps: 3 }))
-  const run = (from: number, to: number, checkpoint?: (step: number) => Effect.Effect<void, unknown, FileSystem.FileSystem>) =>
-    Effect.runPromise(
-      train({ loss, batch: () => undefined, optimizer, steps: to, startStep: from, learningRate: schedule, hooks: [chain.hook()], profileEvery: 0, ...(checkpoint ? { checkpointEvery: 1, checkpoint } : {}) }).pipe(
-        Effect.provide(services),
-        Effect.provide(NodeFileSystem.layer)
-      ) as Effect.Effect<unknown>
-    )
+  const run = chainTrainer({ chain, optimizer, loss, schedule })
   const weights = () => layers.map((layer) => Array.from(layer.weight.dataSync()))
   /** Each layer's adapted output on the identity (its effective weight), and with the adapter disabled. */
   const outputs = () =>
@@ -62,13 +55,7 @@ const makeRun = (init: LoraInit, ranks: ReadonlyArray<number>, policy?: LinkPoli
 const checkpointAt = async (init: LoraInit, ranks: ReadonlyArray<number>, stopAt: number, policy?: LinkPolicy<LoraConfig>) => {
   const root = mkdtempSync(join(tmpdir(), "peftkit-pissa-resume-"))
   const first = makeRun(init, ranks, policy)
-  const save = (step: number) =>
-    Effect.asVoid(
-      Effect.gen(function* () {
-        const files = { ...(yield* chainCheckpointFiles(first.chain)), "optimizer.safetensors": yield* optimizerStateFile(first.optimizer) }
-        return yield* writeCheckpoint(root, { step, link: first.chain.link }, files)
-      })
-    )
+  const save = saveChainCheckpoint(root, first.chain, first.optimizer)
   await first.run(0, stopAt, (step) => (step === stopAt ? save(step) : Effect.void))
   return { dir: join(root, `step-${String(stopAt).padStart(6, "0")}`), link: first.chain.link }
 }

@@ -5,7 +5,7 @@
  */
 import type { FileSystem } from "@effect/platform"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { latestCheckpoint, optimizerStateFile, readTrainerState, restoreOptimizer, writeCheckpoint } from "@peftkit/core"
+import { latestCheckpoint, readTrainerState, restoreOptimizer } from "@peftkit/core"
 import type { LoraConfig } from "@peftkit/lora"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
@@ -14,8 +14,9 @@ import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { chainCheckpointFiles, type LinkPolicy, racPolicy, restoreChain, xgbPolicy } from "../src/index.js"
+import { type LinkPolicy, racPolicy, restoreChain, xgbPolicy } from "../src/index.js"
 import { makeBlockRun } from "./support/blocks.js"
+import { saveChainCheckpoint } from "./support/chainRuns.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
@@ -45,13 +46,7 @@ describe("resume under a policy", () => {
 
         const root = mkdtempSync(join(tmpdir(), "peftkit-policy-resume-"))
         const first = makeBlockRun(chainInput, policy())
-        const save = (step: number) =>
-          Effect.asVoid(
-            Effect.gen(function* () {
-              const files = { ...(yield* chainCheckpointFiles(first.chain)), "optimizer.safetensors": yield* optimizerStateFile(first.optimizer) }
-              return yield* writeCheckpoint(root, { step, link: first.chain.link }, files)
-            })
-          )
+        const save = saveChainCheckpoint(root, first.chain, first.optimizer)
         await first.run(0, stopAt, {}, { checkpointEvery: 1, checkpoint: (step: number) => (step === stopAt ? save(step) : Effect.void) })
         first.dispose()
 

@@ -1,4 +1,3 @@
-import type { FileSystem } from "@effect/platform"
 /**
  * Crash and resume: a chain checkpointed mid-run (mid-link, and exactly at a knot), then restored
  * onto a fresh copy of the ORIGINAL model with a fresh optimizer, finishes bit-identical to an
@@ -9,30 +8,26 @@ import {
   latestCheckpoint,
   Linear,
   makeSchedule,
-  MetricsLog,
-  optimizerStateFile,
-  ProgressReporter,
   readTrainerState,
   restoreOptimizer,
-  train,
   writeCheckpoint
 } from "@peftkit/core"
 import { lora, loraConfig } from "@peftkit/lora"
 import { adamw } from "@peftkit/optimizers"
 import "@tensorflow/tfjs-backend-cpu"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Option } from "effect"
 import { mkdtempSync, readdirSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { Chain, chainCheckpointFiles, restoreChain } from "../src/index.js"
+import { chainTrainer, saveChainCheckpoint } from "./support/chainRuns.js"
 
 beforeAll(async () => {
   await tf.setBackend("cpu")
 })
 
-const services = Layer.merge(ProgressReporter.silent, MetricsLog.none)
 const STEPS = 30
 const chainOptions = { totalSteps: STEPS, links: 3, ranks: [4, 4, 2], seed: 5 } // knots at 10 and 20
 
@@ -48,13 +43,7 @@ const makeRun = () => {
   const target = tf.randomNormal([24, 8], 0, 1, "float32", 4)
   const loss = () => tf.mean(tf.square(tf.sub(layers[1]!.apply(tf.relu(layers[0]!.apply(x, true)), true), target))) as tf.Scalar
   const schedule = chain.schedule(makeSchedule({ kind: "cosine", peak: 0.02, totalSteps: STEPS, warmupSteps: 3 }))
-  const run = (from: number, to: number, checkpoint?: (step: number) => Effect.Effect<void, unknown, FileSystem.FileSystem>) =>
-    Effect.runPromise(
-      train({ loss, batch: () => undefined, optimizer, steps: to, startStep: from, learningRate: schedule, hooks: [chain.hook()], profileEvery: 0, ...(checkpoint ? { checkpointEvery: 1, checkpoint } : {}) }).pipe(
-        Effect.provide(services),
-        Effect.provide(NodeFileSystem.layer)
-      ) as Effect.Effect<unknown>
-    )
+  const run = chainTrainer({ chain, optimizer, loss, schedule })
   const snapshot = () => [...layers.flatMap((l) => [l.weight, ...(l.adapter?.parameters().map((p) => p.variable) ?? [])])].map((t) => Array.from(t.dataSync()))
   return { chain, optimizer, run, snapshot }
 }
@@ -68,13 +57,7 @@ describe("resume", () => {
 
       const root = mkdtempSync(join(tmpdir(), "peftkit-resume-"))
       const first = makeRun()
-      const save = (step: number) =>
-        Effect.asVoid(
-          Effect.gen(function* () {
-            const files = { ...(yield* chainCheckpointFiles(first.chain)), "optimizer.safetensors": yield* optimizerStateFile(first.optimizer) }
-            return yield* writeCheckpoint(root, { step, link: first.chain.link }, files)
-          })
-        )
+      const save = saveChainCheckpoint(root, first.chain, first.optimizer)
       await first.run(0, stopAt, (step) => (step === stopAt ? save(step) : Effect.void))
       // "Crash": nothing of the first run is used below.
 
