@@ -9,7 +9,7 @@ for (const backend of ["wasm", "cpu"] as const) {
     it("every case agrees with the CPU reference within its tolerance and leaks no tensor", async () => {
       const reports = await Effect.runPromise(runConformance(backend, providers))
       console.log(reports.map(formatReport).join("\n"))
-      expect(reports).toHaveLength(5)
+      expect(reports).toHaveLength(6)
       for (const report of reports) {
         expect(report.backend).toBe(backend)
         expect(report.leaked, report.name).toBe(0)

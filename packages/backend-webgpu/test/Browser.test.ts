@@ -73,7 +73,7 @@ describe.skipIf(skip !== undefined && process.env.CI !== "true")("conformance in
       expect(error, errors.join("; ")).toBeUndefined()
       const reports = (await page.evaluate(() => (globalThis as { __conformance?: unknown }).__conformance)) as Array<CaseReport>
       console.log(reports.map(formatReport).join("\n"))
-      expect(reports).toHaveLength(5)
+      expect(reports).toHaveLength(6)
       for (const report of reports) {
         expect(report.backend).toBe("webgpu")
         expect(report.leaked, report.name).toBe(0)

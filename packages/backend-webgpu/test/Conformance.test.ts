@@ -21,7 +21,7 @@ describe.skipIf(unavailable !== undefined && process.env.CI !== "true")("conform
     if (unavailable !== undefined) throw new Error(`WebGPU in Node must run in CI on this machine kind, but: ${unavailable}`)
     const reports = await Effect.runPromise(runConformance("webgpu", all))
     console.log(reports.map(formatReport).join("\n"))
-    expect(reports).toHaveLength(5)
+    expect(reports).toHaveLength(6)
     for (const report of reports) {
       expect(report.backend).toBe("webgpu")
       expect(report.leaked, report.name).toBe(0)

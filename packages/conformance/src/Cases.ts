@@ -5,7 +5,7 @@
  * that nothing leaked. Inputs come from seeded tfjs random ops, which are generated on the host and
  * therefore identical on every backend.
  */
-import { AdapterSet, Linear, makeSchedule, MetricsLog, mixSeed, ProgressReporter, train } from "@peftkit/core"
+import { AdapterSet, clipByGlobalNorm, Linear, makeSchedule, MetricsLog, mixSeed, ProgressReporter, train } from "@peftkit/core"
 import { Chain } from "@peftkit/cola"
 import { lora, loraConfig } from "@peftkit/lora"
 import { causalLmLoss, Llama, type LlamaConfig } from "@peftkit/models"
@@ -127,6 +127,24 @@ const optimizerStep: ConformanceCase = {
   })
 }
 
+/**
+ * Clipping by the global norm of 30 gradients, as a model with adapters on every linear layer has:
+ * more inputs than a WebGPU shader stage may bind (8 storage buffers on SwiftShader and lavapipe).
+ */
+const manyGradientsClip: ConformanceCase = {
+  name: "gradient clipping over 30 gradients",
+  tolerance: 1e-5,
+  run: Effect.gen(function* () {
+    const grads = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`g${i}`, tf.randomNormal([4 + (i % 5), 8], 0, 1, "float32", 70 + i)]))
+    const clipped = clipByGlobalNorm(grads, 1)
+    const result = yield* read({ norm: clipped.norm, ...Object.fromEntries(Object.entries(clipped.grads).filter((_, i) => i % 7 === 0)) })
+    disposeAll(grads)
+    disposeAll(clipped.grads)
+    clipped.norm.dispose()
+    return result
+  })
+}
+
 const silent = Layer.merge(ProgressReporter.silent, MetricsLog.none)
 
 /** A 2-link chain trained 8 steps on one layer: weights after the knot and the optimizer state (must be reset). */
@@ -185,4 +203,4 @@ const trainingRun: ConformanceCase = {
   })
 }
 
-export const conformanceCases: ReadonlyArray<ConformanceCase> = [loraForwardBackward, transformerBlock, optimizerStep, colaKnot, trainingRun]
+export const conformanceCases: ReadonlyArray<ConformanceCase> = [loraForwardBackward, transformerBlock, optimizerStep, manyGradientsClip, colaKnot, trainingRun]

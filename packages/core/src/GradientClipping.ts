@@ -15,8 +15,26 @@ export const globalNorm = (grads: NamedGradients): tf.Scalar =>
   tf.tidy(() => {
     const squares = Object.values(grads).map((grad) => tf.sum(tf.square(grad)))
     if (squares.length === 0) return tf.scalar(0, "float32")
-    return tf.sqrt(squares.length === 1 ? squares[0]! : tf.addN(squares)) as tf.Scalar
+    return tf.sqrt(sumInChunks(squares)) as tf.Scalar
   })
+
+/**
+ * The sum of many tensors, added at most four at a time. tfjs-backend-webgpu's AddN binds one storage
+ * buffer per input, and a WebGPU device may allow only 8 per shader stage (SwiftShader, lavapipe):
+ * one addN over 28 gradients built an invalid pipeline and silently gave a wrong norm.
+ */
+const sumInChunks = (tensors: ReadonlyArray<tf.Tensor>): tf.Tensor => {
+  let level = [...tensors]
+  while (level.length > 1) {
+    const next: Array<tf.Tensor> = []
+    for (let i = 0; i < level.length; i += 4) {
+      const chunk = level.slice(i, i + 4)
+      next.push(chunk.length === 1 ? chunk[0]! : tf.addN(chunk))
+    }
+    level = next
+  }
+  return level[0]!
+}
 
 /**
  * Scales `grads` so that their global norm is at most `maxNorm`. Returns new gradient tensors (the
