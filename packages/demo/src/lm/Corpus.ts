@@ -51,6 +51,9 @@ export const stories = (count: number, seed: number): Array<string> => {
 }
 
 /** Task B's fact table: one food per animal, seeded. */
+/** The fact table's seed task B uses (the demo and the playground's built-in data). */
+export const DEMO_FACTS_SEED = 8
+
 export const factTable = (seed: number): ReadonlyMap<string, string> => {
   const random = rng(seed)
   return new Map(animals.map((animal) => [animal, pick(random, foods)]))

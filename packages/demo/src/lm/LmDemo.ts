@@ -13,7 +13,7 @@ import type { CausalLM } from "@peftkit/models"
 import { Effect, Schema } from "effect"
 import { join, resolve } from "node:path"
 import { type BuiltinRecipe, ensureBuiltinModel } from "./BuiltinModel.js"
-import { factQuestions, factTable, foods, type QaExample } from "./Corpus.js"
+import { DEMO_FACTS_SEED, factQuestions, factTable, foods, type QaExample } from "./Corpus.js"
 
 export interface LmDemoSettings {
   readonly out: string
@@ -60,7 +60,7 @@ export const lmDemo = (settings: LmDemoSettings) =>
     console.log(built.built ? `built-in model pretrained on task A in ${built.seconds.toFixed(1)} s (final loss ${built.finalLoss.toFixed(3)}): ${settings.modelDir}` : `built-in model: ${settings.modelDir} (cached)`)
 
     // Task B as a jsonl directory, like any user's data.
-    const facts = factTable(8)
+    const facts = factTable(DEMO_FACTS_SEED)
     const qa = factQuestions(facts)
     const dataDir = join(out, "task-b")
     const lines = (examples: ReadonlyArray<QaExample>) => `${examples.map((e) => JSON.stringify(e)).join("\n")}\n`
