@@ -7,6 +7,8 @@ import type { Reporter, TestModule } from "vitest/node"
 
 // The backend packages' conformance suites are `describe("conformance on <backend>")` (or "in").
 const CONFORMANCE = /conformance (?:on|in) ([^>]+?) >/
+// The playground's browser tests name their backend first: "... > WebGPU, built-in model: ...".
+const PLAYGROUND = /the playground in headless Chromium > (WebGPU|wasm)\b/
 
 export default class SummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
@@ -14,12 +16,17 @@ export default class SummaryReporter implements Reporter {
     let failed = 0
     let skipped = 0
     const backends = new Map<string, "ran" | "failed" | "skipped">()
+    const playground = new Map<string, "ran" | "failed" | "skipped">()
     for (const testModule of testModules) {
       for (const test of testModule.children.allTests()) {
         const state = test.result().state
         if (state === "passed") passed++
         else if (state === "failed") failed++
         else skipped++
+        const page = PLAYGROUND.exec(test.fullName)?.[1]
+        const pageState = state === "passed" ? "ran" : state === "failed" ? "failed" : "skipped"
+        // Failed wins over ran, ran over skipped (a backend with one skipped test still ran).
+        if (page !== undefined && playground.get(page) !== "failed" && !(playground.get(page) === "ran" && pageState === "skipped")) playground.set(page, pageState)
         const backend = CONFORMANCE.exec(test.fullName)?.[1]
         if (backend !== undefined && backends.get(backend) !== "failed") {
           backends.set(backend, state === "passed" ? "ran" : state === "failed" ? "failed" : "skipped")
@@ -34,6 +41,9 @@ export default class SummaryReporter implements Reporter {
       if (list("failed").length > 0) parts.push(`failed ${list("failed").join(", ")}`)
       if (list("skipped").length > 0) parts.push(`skipped ${list("skipped").join(", ")} (not installable here; see their test output)`)
       process.stdout.write(`\nbackends (conformance suite): ${parts.join("; ")}\n`)
+    }
+    if (playground.size > 0) {
+      process.stdout.write(`playground (headless Chromium): ${[...playground].map(([name, state]) => `${name} ${state}`).join(", ")}\n`)
     }
     process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`)
   }
