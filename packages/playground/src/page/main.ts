@@ -123,7 +123,7 @@ const onMessage = (message: FromWorker) => {
       state.backend = { name: message.backend, device: message.device, reason: message.reason, isolated: message.isolated }
       $("backend-info").textContent = `${message.backend}: ${message.device}. ${message.reason}${message.isolated ? "" : " (not cross-origin isolated: wasm runs on one thread)"}`
       const chosen = $<HTMLSelectElement>("backend-select").value
-      if (chosen === "webgpu" && message.backend !== "webgpu") showNote(`WebGPU is not available here, so the page uses ${message.backend}: ${message.reason}`)
+      if (chosen === "webgpu" && message.backend !== "webgpu") showNote(`${message.reason} (the page trains on ${message.backend})`)
       if (message.savedRun !== undefined) {
         const run = message.savedRun
         $("resume-text").textContent = `A run was stopped at step ${run.step} of ${run.totalSteps} (${run.method}; ${run.model}; ${run.data}; saved ${new Date(run.savedAt).toLocaleString()}).`

@@ -505,7 +505,7 @@ export class Session {
     if (data === undefined) throw new ConfigError({ field: "data", reason: "choose data first" })
     const measure = async (model: CausalLM): Promise<Record<string, number>> => {
       if (data.task !== undefined) {
-        const evaluation = await this.run(evaluate(data.task.task, model, tokenizer, data.task.test.slice(0, EVAL_EXAMPLES), { maxLength: 256 }))
+        const evaluation = await this.run(evaluate(data.task.task, model, tokenizer, data.task.test.slice(0, EVAL_EXAMPLES), { maxLength: Math.min(256, this.need().config.maxPositionEmbeddings) }))
         return { ...evaluation.metrics }
       }
       const split = data.test.length > 0 ? data.test : data.valid.length > 0 ? data.valid : data.train

@@ -35,7 +35,8 @@ export interface PageState {
 export interface Playground {
   readonly url: string
   readonly siteDir: string
-  readonly open: (query?: string) => Promise<PlaygroundPage>
+  /** A page in this browser (WebGPU enabled), or in a second one started without WebGPU. */
+  readonly open: (query?: string, options?: { readonly webgpu?: boolean }) => Promise<PlaygroundPage>
   readonly close: () => Promise<void>
 }
 
@@ -52,19 +53,22 @@ export const launchPlayground = async (): Promise<Playground> => {
   const work = mkdtempSync(join(tmpdir(), "peftkit-playground-"))
   const site = await buildSite({ dir: join(work, "site"), log: () => {} })
   const server: RunningServer = await serveSite(site.dir, { port: 0 })
-  const context: BrowserContext = await chromium.launchPersistentContext(join(work, "profile"), {
-    executablePath: chromiumPath,
-    headless: true,
-    acceptDownloads: true,
-    viewport: { width: 1280, height: 1300 },
-    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-  })
+  const launch = (name: string, webgpu: boolean) =>
+    chromium.launchPersistentContext(join(work, name), {
+      executablePath: chromiumPath,
+      headless: true,
+      acceptDownloads: true,
+      viewport: { width: 1280, height: 1300 },
+      args: [webgpu ? "--enable-unsafe-webgpu" : "--disable-gpu", "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+    })
+  const context: BrowserContext = await launch("profile", true)
+  let withoutGpu: BrowserContext | undefined
   mkdirSync(screenshotsDir, { recursive: true })
   const downloads = join(work, "downloads")
   mkdirSync(downloads, { recursive: true })
 
-  const open = async (query = ""): Promise<PlaygroundPage> => {
-    const page = await context.newPage()
+  const open = async (query = "", options: { readonly webgpu?: boolean } = {}): Promise<PlaygroundPage> => {
+    const page = options.webgpu === false ? await (withoutGpu ??= await launch("profile-without-gpu", false)).newPage() : await context.newPage()
     const pageErrors: Array<string> = []
     page.on("pageerror", (error) => pageErrors.push(error.message))
     await page.goto(`${server.url}${query}`)
@@ -119,6 +123,7 @@ export const launchPlayground = async (): Promise<Playground> => {
     siteDir: site.dir,
     open,
     close: async () => {
+      await withoutGpu?.close()
       await context.close()
       await server.close()
     }
