@@ -5,49 +5,43 @@
  * shows. Nothing here touches the DOM.
  */
 import { FileSystem } from "@effect/platform"
-import { providers as cpuBackends, makeWasmProvider } from "@peftkit/backend-cpu"
-import { providers as webgpuBackends } from "@peftkit/backend-webgpu"
 import {
   Backend,
-  type BackendProvider,
   ConfigError,
+  loadAdapter,
   type MemoryFileSystemHandle,
   makeMemoryFileSystem,
   makeSchedule,
-  MemoryFileSystem,
-  MetricsLog,
   OPTIMIZER_STATE_FILE,
   optimizerStateFile,
-  ProgressReporter,
   type ProgressEvent,
   restoreOptimizer,
   train,
   TrainingInterrupted,
-  loadAdapter,
   writeCheckpoint
 } from "@peftkit/core"
-import { type Batch, makeBatcher, type Batcher } from "@peftkit/data"
+import { type Batch, makeBatcher } from "@peftkit/data"
 import { dora, lora } from "@peftkit/lora"
 import { type CausalLM, causalLmLoss, generate, loadCausalLM, type ModelConfig, saveHfModel } from "@peftkit/models"
 import { adamw, type AdamW } from "@peftkit/optimizers"
 import { evaluate } from "@peftkit/tasks"
 import { loadTokenizer, type Tokenizer } from "@peftkit/tokenizers"
 import { vera } from "@peftkit/vera"
-import * as tf from "@tensorflow/tfjs-core"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect } from "effect"
 import { zipSync } from "fflate"
 import type { BackendChoice, DataSource, DownloadKind, FromWorker, ModelInfo, ModelSource, ProgressPoint, TrainSettings } from "../protocol.js"
 import { estimateTrainingMemory, formatBytes, tabBudget } from "./MemoryBudget.js"
 import { type ActiveMethod, setupMethod } from "./MethodSetup.js"
 import { NOT_A_MODEL, type SortedModelFiles, sortModelFiles } from "./ModelFiles.js"
+import { meanLoss, type Probe, probeLogits } from "./ModelMeasures.js"
 import { RunStore, type SavedRun } from "./RunStore.js"
 import { loadTrainingData, type TrainingData } from "./TrainingData.js"
+import { makeWorkerRuntime, pageBackends, type WorkerRuntime, type WorkerServices } from "./WorkerRuntime.js"
 
 type Post = (message: FromWorker, transfer?: ReadonlyArray<Transferable>) => void
 
 const BUILTIN_MODEL_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
 const EVAL_EXAMPLES = 200
-const PROBE_TOKENS = 32
 const CHECKPOINT_ROOT = "/run/checkpoints"
 const ADAPTER_DIR = "/out/adapter"
 
@@ -68,7 +62,7 @@ interface TrainedResult {
   readonly optimizer: AdamW
   readonly adapterFiles: Readonly<Record<string, Uint8Array>>
   readonly history: ReadonlyArray<ProgressPoint>
-  readonly probe: { readonly inputIds: ReadonlyArray<number>; readonly positions: ReadonlyArray<number>; readonly logits: ReadonlyArray<ReadonlyArray<number>> }
+  readonly probe: Probe
   readonly step: number
   readonly stopped: boolean
   readonly seconds: number
@@ -92,7 +86,7 @@ const messageOf = (error: unknown): { message: string; kind: string } => {
 }
 
 export class Session {
-  private runtime: ManagedRuntime.ManagedRuntime<Backend | FileSystem.FileSystem | ProgressReporter | MetricsLog, unknown> | undefined
+  private runtime: WorkerRuntime | undefined
   private readonly files: MemoryFileSystemHandle = makeMemoryFileSystem()
   private backendName = ""
   private loads = 0
@@ -109,7 +103,7 @@ export class Session {
     private readonly siteUrl: string
   ) {}
 
-  private run<A, E>(effect: Effect.Effect<A, E, Backend | FileSystem.FileSystem | ProgressReporter | MetricsLog>): Promise<A> {
+  private run<A, E>(effect: Effect.Effect<A, E, WorkerServices>): Promise<A> {
     if (this.runtime === undefined) return Promise.reject(new ConfigError({ field: "backend", reason: "the worker has not started a backend yet" }))
     return this.runtime.runPromise(effect)
   }
@@ -120,22 +114,16 @@ export class Session {
 
   /** Starts the backend. `auto` takes WebGPU only on a hardware adapter (a software one is slower than wasm). */
   async init(choice: BackendChoice): Promise<void> {
-    const wasm = makeWasmProvider({ wasmPaths: this.siteUrl })
-    const providers: ReadonlyArray<BackendProvider> = [...webgpuBackends, wasm, ...cpuBackends.filter((p) => p.name !== "wasm")]
-    const layer = Layer.mergeAll(
-      Backend.layer(choice, providers),
-      MemoryFileSystem.layerOf(this.files),
-      ProgressReporter.callback((event) => this.onProgress(event)),
-      MetricsLog.none
-    )
-    this.runtime = ManagedRuntime.make(layer)
+    const providers = pageBackends(this.siteUrl)
+    const onProgress = (event: ProgressEvent) => this.onProgress(event)
+    this.runtime = makeWorkerRuntime(choice, providers, this.files, onProgress)
     let fallback = ""
     const backend = await this.run(Backend).catch(async (error: unknown) => {
       if (choice !== "webgpu") throw error
       // WebGPU missing is not a dead end: the page trains on wasm and says why.
       fallback = `WebGPU is not available here (${messageOf(error).message}); using the best CPU backend instead. `
       await this.runtime?.dispose()
-      this.runtime = ManagedRuntime.make(Layer.mergeAll(Backend.layer("auto", providers.filter((p) => p.name !== "webgpu")), MemoryFileSystem.layerOf(this.files), ProgressReporter.callback((event) => this.onProgress(event)), MetricsLog.none))
+      this.runtime = makeWorkerRuntime("auto", providers.filter((provider) => provider.name !== "webgpu"), this.files, onProgress)
       return this.run(Backend)
     })
     this.backendName = backend.info.name
@@ -380,7 +368,7 @@ export class Session {
           clipNorm: 1,
           reportEvery: Math.max(1, Math.round(settings.steps / 100)),
           hooks: [...method.hooks, { beforeStep: () => yieldToEvents() }],
-          ...(validBatcher === undefined ? {} : { evalEvery: settings.evalEvery, evaluate: () => this.meanLoss(model, validBatcher) }),
+          ...(validBatcher === undefined ? {} : { evalEvery: settings.evalEvery, evaluate: () => meanLoss(model, validBatcher) }),
           checkpointEvery: settings.checkpointEvery,
           checkpoint: (step) => saveCheckpoint(step),
           stopRequested: () => this.stopRequested
@@ -401,7 +389,7 @@ export class Session {
     this.status("writing the adapter as PEFT files...")
     await this.run(method.save(ADAPTER_DIR))
     const adapterFiles = this.readDir(ADAPTER_DIR)
-    const probe = await this.probeLogits(model, data)
+    const probe = await probeLogits(model, data)
     this.result = { settings, method, optimizer, adapterFiles, history, probe, step, stopped: stoppedAt !== undefined, seconds: (performance.now() - started) / 1000, trainable }
     // A finished run has nothing to resume; a stopped one keeps its checkpoint.
     if (stoppedAt === undefined) await RunStore.clear()
@@ -417,42 +405,6 @@ export class Session {
     if (this.loaded === undefined || this.loaded.source !== saved.model) await this.loadModel(saved.model)
     await this.loadData(saved.data, saved.settings.seed, saved.settings.maxSeqLength)
     await this.train(saved.settings, saved)
-  }
-
-  async discardCheckpoint(): Promise<void> {
-    await RunStore.clear()
-  }
-
-  private meanLoss(model: CausalLM, batcher: Batcher) {
-    return Effect.promise(async () => {
-      let sum = 0
-      let count = 0
-      for (let step = 0; step < batcher.batchesPerEpoch; step++) {
-        const [loss, n] = tf.tidy(() => {
-          const batch = batcher.batchAt(step)
-          const logits = model.forward(batch.inputIds, { attentionMask: batch.attentionMask })
-          const [b, t] = batch.lossMask.shape
-          return [causalLmLoss(logits, batch.inputIds, batch.lossMask), tf.sum(tf.slice(batch.lossMask, [0, 1], [b, t - 1]))]
-        })
-        const [l, c] = [(await loss.data())[0]!, (await n.data())[0]!]
-        loss.dispose()
-        n.dispose()
-        sum += l * c
-        count += c
-      }
-      return count > 0 ? sum / count : Number.NaN
-    })
-  }
-
-  /** The trained model's logits on a fixed input, for the report (and the test that checks the downloaded files against them). */
-  private async probeLogits(model: CausalLM, data: TrainingData) {
-    const inputIds = (data.valid[0] ?? data.train[0]!).inputIds.slice(0, PROBE_TOKENS)
-    const logits = tf.tidy(() => tf.squeeze(model.forward(tf.tensor2d([inputIds as Array<number>], [1, inputIds.length], "int32")), [0]) as tf.Tensor2D)
-    const rows = (await logits.array()) as Array<Array<number>>
-    logits.dispose()
-    // All positions for a small vocabulary, the last four otherwise (the report stays small).
-    const positions = rows.length * rows[0]!.length <= 65536 ? rows.map((_, i) => i) : rows.slice(-4).map((_, i) => rows.length - 4 + i)
-    return { inputIds, positions, logits: positions.map((i) => rows[i]!) }
   }
 
   private readDir(dir: string): Record<string, Uint8Array> {
@@ -477,9 +429,8 @@ export class Session {
   // ---------------------------------------------------------------- compare
 
   private async generateWith(model: CausalLM, promptIds: ReadonlyArray<number>, maxTokens: number, temperature: number) {
-    const { tokenizer, config } = this.need()
+    const { tokenizer } = this.need()
     const ids = await generate(model, promptIds, { maxNewTokens: maxTokens, temperature, seed: 1, eosTokenIds: tokenizer.eosTokenId === undefined ? [] : [tokenizer.eosTokenId] })
-    void config
     return tokenizer.decode(ids, { skipSpecialTokens: true })
   }
 
@@ -509,7 +460,7 @@ export class Session {
         return { ...evaluation.metrics }
       }
       const split = data.test.length > 0 ? data.test : data.valid.length > 0 ? data.valid : data.train
-      const loss = await this.run(this.meanLoss(model, makeBatcher(split.slice(0, 256), { batchSize: 8, padTokenId: tokenizer.padTokenId, shuffle: false })))
+      const loss = await this.run(meanLoss(model, makeBatcher(split.slice(0, 256), { batchSize: 8, padTokenId: tokenizer.padTokenId, shuffle: false })))
       return { loss, perplexity: Math.exp(loss) }
     }
     const base = await this.loadBase()
