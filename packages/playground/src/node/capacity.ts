@@ -12,14 +12,15 @@
  *    arriving on the page, over the same steps.
  *
  * 2. Capacity: the largest model that trains in a tab on wasm. Random-weight Llama-architecture
- *    Hugging Face directories of growing size (SmolLM-135M's shape, SmolLM-360M's, TinyLlama's
- *    width at 10 layers, TinyLlama-1.1B's shape, a 1.6B) are written to a temp directory (float32
- *    safetensors streamed to disk, with the built-in model's tokenizer) and dropped on the page
- *    one at a time; each is trained for 3 steps at batch 1 with Max length 64 and LoRA targets
- *    q_proj,v_proj, on ~60-token examples made of the built-in facts (a train.jsonl alone: no
- *    validation pass). A refusal by the page's memory estimate (made before the weights are read),
- *    an error in the worker, a crashed tab or a timeout ends the growth. s/step and tokens/s are
- *    the medians over the steps after the first.
+ *    Hugging Face directories of growing size (`ladder`: SmolLM-135M's shape, two sizes between
+ *    it and SmolLM-360M's, SmolLM-360M's, TinyLlama's width at 10 layers, TinyLlama-1.1B's shape,
+ *    a 1.6B) are written to a temp directory (float32 safetensors streamed to disk, with the
+ *    built-in model's tokenizer) and dropped on the page one at a time; each is trained for 3
+ *    steps at batch 1 with Max length 64 and targets q_proj,v_proj, on ~60-token examples made of
+ *    the built-in facts (a train.jsonl alone: no validation pass). A refusal by the page's memory
+ *    estimate (made before the weights are read), an error in the worker, a crashed tab, a step
+ *    that stalls (10 times the first step's time, at least 2 minutes) or a timeout ends the
+ *    growth. s/step and tokens/s are the medians over the steps after the first.
  *
  * 3. Prints a Markdown table and the machine (CPUs, memory, Chromium's version as the browser
  *    reports it, the backends' devices).
@@ -29,7 +30,8 @@
  *
  *   npx tsc -b && node packages/playground/dist/node/build.js   # the site, once
  *   node packages/playground/dist/node/capacity.js [--backends wasm,webgpu] [--max-params 2e9]
- *        [--budget-minutes 25] [--only throughput|capacity] [--site DIR] [--chromium PATH]
+ *        [--budget-minutes 25] [--only throughput|capacity] [--method cola|lora] [--sizes 1,2]
+ *        [--site DIR] [--chromium PATH]
  */
 import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs"
 import { cpus, loadavg, tmpdir, totalmem } from "node:os"
@@ -49,6 +51,10 @@ interface Options {
   readonly maxParams: number
   readonly budgetSeconds: number
   readonly only: "throughput" | "capacity" | undefined
+  /** The capacity ladder's method: the page's default `cola` (3 links: every step of 3 is a knot) or `lora` (one adapter). */
+  readonly method: "cola" | "lora"
+  /** Which rungs of the capacity ladder (1-based); all by default. */
+  readonly sizes: ReadonlyArray<number> | undefined
   readonly site: string
   readonly chromium: string
 }
@@ -69,7 +75,13 @@ const parseOptions = (argv: ReadonlyArray<string>): Options => {
   for (const name of backends) if (name !== "wasm" && name !== "webgpu") throw new Error(`--backends: ${name} is not wasm or webgpu`)
   const only = value("--only")
   if (only !== undefined && only !== "throughput" && only !== "capacity") throw new Error(`--only: throughput or capacity, got ${only}`)
+  const method = value("--method") ?? "cola"
+  if (method !== "cola" && method !== "lora") throw new Error(`--method: cola or lora, got ${method}`)
+  const sizes = value("--sizes")?.split(",").map(Number)
+  if (sizes?.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`--sizes: rungs of the ladder counted from 1, e.g. 2,3`)
   return {
+    method,
+    sizes,
     backends: backends as ReadonlyArray<"wasm" | "webgpu">,
     maxParams: parseCount(value("--max-params") ?? "2e9"),
     budgetSeconds: 60 * Number(value("--budget-minutes") ?? "25"),
@@ -149,15 +161,16 @@ class TimedOut extends Error {}
 class Tab {
   private crashed = false
   private readonly crash: Promise<never>
-  readonly console: Array<string> = []
 
   private constructor(readonly page: Page) {
     this.crash = new Promise<never>((_, reject) => page.once("crash", () => ((this.crashed = true), reject(new PageCrashed("the tab crashed")))))
     this.crash.catch(() => undefined)
+    // Warnings and errors from the page and its worker (tfjs's XNNPACK says here when it runs out of memory).
+    const note = (line: string) => say(`    console ${line}`)
     page.on("console", (message) => {
-      if (message.type() === "error" || message.type() === "warning") this.console.push(`${message.type()}: ${message.text().slice(0, 300)}`)
+      if (message.type() === "error" || message.type() === "warning") note(`${message.type()}: ${message.text().slice(0, 300)}`)
     })
-    page.on("pageerror", (error) => this.console.push(`pageerror: ${error.message.slice(0, 300)}`))
+    page.on("pageerror", (error) => note(`pageerror: ${error.message.slice(0, 300)}`))
   }
 
   static async open(context: BrowserContext, url: string, timeoutMs: number): Promise<Tab> {
@@ -165,10 +178,6 @@ class Tab {
     await tab.page.goto(url)
     await tab.until(() => (window as unknown as PlaygroundWindow).playground.busy === undefined, undefined, timeoutMs, "the backend to start")
     return tab
-  }
-
-  get isCrashed() {
-    return this.crashed
   }
 
   state(): Promise<PlaygroundState> {
@@ -237,10 +246,13 @@ interface Measurement {
   readonly batch: number
   readonly maxLength?: number
   readonly targets?: string
+  readonly method?: "cola" | "lora"
   /** Steps left out of the medians (warm-up). */
   readonly skip: number
   readonly loadTimeoutMs: number
   readonly trainTimeoutMs: number
+  /** A step after the first that takes longer than this many times the first step (and at least 2 minutes) has stalled. */
+  readonly stallFactor?: number
 }
 
 interface Outcome {
@@ -306,13 +318,17 @@ const measure = async (context: BrowserContext, siteUrl: string, m: Measurement)
     await setField(tab.page, "checkpoint-every", "1000")
     if (m.maxLength !== undefined) await setField(tab.page, "max-length", String(m.maxLength))
     if (m.targets !== undefined) await setField(tab.page, "targets", m.targets)
+    if (m.method !== undefined) await tab.page.selectOption("#method", m.method)
     await tab.installStepClock()
     await tab.until(() => !(document.getElementById("train") as HTMLButtonElement).disabled, undefined, 30_000, "enabled Train button")
     say(`  data: ${withData.data.describe}; training ${m.steps} steps at batch ${m.batch}...`)
     await tab.page.click("#train")
 
     // Training, with a line per step as it goes.
-    const deadline = performance.now() + m.trainTimeoutMs
+    const clickedAt = performance.now()
+    const deadline = clickedAt + m.trainTimeoutMs
+    let lastStepAt = clickedAt
+    let firstStepSeconds: number | undefined
     for (;;) {
       try {
         await tab.until(
@@ -325,17 +341,25 @@ const measure = async (context: BrowserContext, siteUrl: string, m: Measurement)
           "progress"
         )
       } catch (error) {
-        if (!(error instanceof TimedOut) || performance.now() >= deadline) throw error
+        if (!(error instanceof TimedOut)) throw error
       }
       const s = await tab.state()
       const points = s.points.filter((p) => p.loss !== undefined)
       for (const point of points.slice(stepsDone)) {
         say(`    step ${point.step}/${m.steps}: loss ${point.loss!.toFixed(3)}, ${point.tokensPerSecond.toFixed(1)} tokens/s${point.peakBytes === undefined ? "" : `, peak ${gib(point.peakBytes)}`} (${seconds()} s)`)
       }
+      if (points.length > stepsDone) lastStepAt = performance.now()
+      if (points.length >= 1 && firstStepSeconds === undefined) firstStepSeconds = (performance.now() - clickedAt) / 1000
       stepsDone = points.length
       if (s.errors.length > errorCount) return fail(`training failed at step ${stepsDone}: ${await newError()}`)
       if (s.trained !== undefined) break
-      if (performance.now() >= deadline) throw new TimedOut(`not trained after ${(m.trainTimeoutMs / 1000).toFixed(0)} s`)
+      if (m.stallFactor !== undefined && firstStepSeconds !== undefined && !s.trained) {
+        const stallMs = Math.max(120_000, m.stallFactor * firstStepSeconds * 1000)
+        if (performance.now() - lastStepAt > stallMs) {
+          throw new TimedOut(`step ${stepsDone + 1} stalled: not done after ${(stallMs / 1000).toFixed(0)} s (step 1 took ${firstStepSeconds.toFixed(0)} s)`)
+        }
+      }
+      if (performance.now() >= deadline) throw new TimedOut(`step ${stepsDone + 1} not done ${(m.trainTimeoutMs / 1000).toFixed(0)} s after Train was clicked`)
     }
 
     const final = await tab.state()
@@ -359,10 +383,9 @@ const measure = async (context: BrowserContext, siteUrl: string, m: Measurement)
     }
   } catch (error) {
     if (error instanceof PageCrashed) return fail(`tab crashed after ${seconds()} s (step ${stepsDone})`)
-    if (error instanceof TimedOut) return fail(`too slow: ${error.message} (step ${stepsDone} of ${m.steps})`)
+    if (error instanceof TimedOut) return fail(`too slow: ${error.message}`)
     return fail(`script error: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`)
   } finally {
-    if (tab !== undefined && tab.console.length > 0 && !tab.isCrashed) for (const line of tab.console.slice(-3)) say(`    console ${line}`)
     await tab?.close()
   }
 }
@@ -382,6 +405,8 @@ interface LlamaShape {
 
 const ladder: ReadonlyArray<LlamaShape> = [
   { name: "SmolLM-135M shape", hidden: 576, intermediate: 1536, layers: 30, heads: 9, kvHeads: 3, vocab: 49152, tied: true },
+  { name: "768 x 24, MLP 2048", hidden: 768, intermediate: 2048, layers: 24, heads: 12, kvHeads: 4, vocab: 49152, tied: true },
+  { name: "SmolLM-360M width, 20 layers", hidden: 960, intermediate: 2560, layers: 20, heads: 15, kvHeads: 5, vocab: 49152, tied: true },
   { name: "SmolLM-360M shape", hidden: 960, intermediate: 2560, layers: 32, heads: 15, kvHeads: 5, vocab: 49152, tied: true },
   { name: "TinyLlama width, 10 layers", hidden: 2048, intermediate: 5632, layers: 10, heads: 32, kvHeads: 4, vocab: 32000, tied: true },
   { name: "TinyLlama-1.1B shape", hidden: 2048, intermediate: 5632, layers: 22, heads: 32, kvHeads: 4, vocab: 32000, tied: false },
@@ -538,7 +563,7 @@ const main = async () => {
     await probe.close()
     say(`${version}; navigator.hardwareConcurrency ${threads}; site ${options.site}; budget ${options.budgetSeconds / 60} min`)
     const load = loadavg()[0]!
-    if (load > 0.5) say(`warning: load average ${load.toFixed(2)} before the first measurement: something else is using the CPUs, the numbers will be low`)
+    if (load > 0.5) say(`warning: load average ${load.toFixed(2)} before the first measurement: something else is (or was, within the minute) using the CPUs`)
     notes.push(`Load average (1 min) at the start: ${load.toFixed(2)}.`)
     notes.push(`Machine: ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? "?"}), ${gib(totalmem())} memory; browser: ${version} (${options.chromium}, headless), navigator.hardwareConcurrency ${threads}.`)
 
@@ -588,7 +613,8 @@ const main = async () => {
     if (options.only !== "throughput" && options.backends.includes("wasm")) {
       const builtin = join(options.site, "builtin")
       const dataPath = writeCapacityData(join(work, "data"), join(builtin, "data"))
-      for (const shape of ladder) {
+      for (const [index, shape] of ladder.entries()) {
+        if (options.sizes !== undefined && !options.sizes.includes(index + 1)) continue
         const parameters = parameterCount(shape)
         const label = `${shape.name} (random)`
         if (parameters > options.maxParams) {
@@ -616,16 +642,18 @@ const main = async () => {
           batch: 1,
           maxLength: 64,
           targets: "q_proj,v_proj",
+          method: options.method,
           skip: 1,
           loadTimeoutMs: Math.min(300_000, left()),
-          trainTimeoutMs: Math.min(480_000, left())
+          trainTimeoutMs: Math.min(480_000, left()),
+          stallFactor: 10
         })
         rmSync(dir, { recursive: true, force: true })
         record(label, "wasm", `${outcome.stepsDone}/3 (batch 1)`, outcome, parameters)
         if (!outcome.ok || outcome.stop) break
       }
       notes.push(
-        "Capacity rows: random-weight Llama checkpoints (float32 safetensors, the built-in tokenizer), COLA (3 links, rank 4) on q_proj,v_proj, batch 1, Max length 64, ~60-token examples, no validation; s/step and tokens/s are medians over steps 2-3; each step's time is in the result (step 1 includes compiling the kernels)."
+        `Capacity rows: random-weight Llama checkpoints (float32 safetensors, the built-in tokenizer), ${options.method === "cola" ? "COLA (3 links: knots before steps 2 and 3)" : "one LoRA adapter"}, rank 4, on q_proj,v_proj, batch 1, Max length 64, ~60-token examples, no validation; s/step and tokens/s are medians over steps 2-3; each step's time is in the result (step 1 includes compiling the kernels).`
       )
     }
   } finally {

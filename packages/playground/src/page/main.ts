@@ -148,7 +148,7 @@ const onMessage = (message: FromWorker) => {
         ["vocabulary", `${m.vocabSize.toLocaleString("en")} (tokenizer: ${m.tokenizer})`],
         ["context", `${m.contextLength} tokens`],
         ["linear modules", m.linearModules.join(", ")],
-        ["memory to train", `about ${(m.estimatedTrainingBytes / 2 ** 20).toFixed(0)} MiB (estimate)`],
+        ["memory to train", `about ${(m.estimatedTrainingBytes / 2 ** 20).toFixed(0)} MiB at batch 8 x 128 (estimate)`],
         ["loaded in", `${m.loadSeconds.toFixed(2)} s`]
       ])
       log(`model: ${m.source}, ${m.architecture}, ${m.parameters.toLocaleString("en")} parameters`)

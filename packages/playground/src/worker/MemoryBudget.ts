@@ -1,37 +1,40 @@
 /**
  * Will this model train in this tab? An estimate from the config alone, made before the weights are
- * read: float32 weights (F16/BF16 files are widened on load), the file bytes held while decoding,
- * and the activations of one training step at the chosen batch and length (saved for the backward
- * pass: about 16 floats per hidden unit per layer, plus the logits and their gradient).
+ * read (and again with the run's batch and length before it starts), so that a model too big fails
+ * with a message instead of taking the tab down or hanging it.
  *
- * The tab's budget: a wasm module addresses at most 4 GiB (wasm32), and tfjs's wasm backend keeps
- * every tensor in that one memory; WebGPU keeps tensors in GPU buffers, but loading still passes
- * every weight through the JS heap, whose limit Chromium reports. The estimate was checked against
- * the largest model that actually trained in headless Chromium here (see the README).
+ * Calibrated on this machine (`node packages/playground/dist/node/capacity.js`, headless Chromium,
+ * wasm, batch 1 x 64 tokens): the tensors tfjs tracks peak at about 2.9x the float32 weights (the
+ * weights, their gradients' temporaries, the frozen weights' transposed views), and XNNPACK keeps a
+ * packed copy of every weight it multiplies, about 1x more: a model of 244M parameters (0.91 GiB of
+ * weights) trained with a 2.69 GiB peak; one of 362M (1.35 GiB) peaked at 3.91 GiB after one step and
+ * then hung in XNNPACK's out-of-memory path. A wasm module addresses at most 4 GiB (wasm32), and
+ * tfjs's wasm backend keeps every tensor in that one memory. WebGPU keeps tensors in GPU buffers,
+ * whose size the page cannot ask for; the same budget is used there. The dropped files themselves
+ * are held in the JS heap, apart from that budget.
  */
 import type { ModelConfig } from "@peftkit/models"
 
 export interface MemoryEstimate {
   readonly weights: number
-  readonly fileBytes: number
   readonly activations: number
   readonly total: number
 }
 
 export const WASM32_LIMIT = 4 * 1024 ** 3
+/** Peak tensor bytes per float32 weight byte, training with adapters (measured: 2.9x, plus XNNPACK's packed copies). */
+export const TRAINING_WEIGHT_FACTOR = 3.9
 
-export const estimateTrainingMemory = (config: ModelConfig, parameters: number, fileBytes: number, batch = 8, length = 128): MemoryEstimate => {
+export const estimateTrainingMemory = (config: ModelConfig, parameters: number, batch: number, length: number): MemoryEstimate => {
   const tokens = batch * Math.min(length, config.maxPositionEmbeddings)
   const weights = 4 * parameters
+  // Saved for the backward pass: about 16 floats per hidden unit per layer, plus the logits and their gradient.
   const activations = 4 * tokens * (16 * config.hiddenSize * config.numHiddenLayers + 3 * config.vocabSize)
-  return { weights, fileBytes, activations, total: weights + fileBytes + activations }
+  return { weights, activations, total: TRAINING_WEIGHT_FACTOR * weights + activations }
 }
 
-/** The bytes this tab can give a model on `backend`. */
-export const tabBudget = (backend: string): number => {
-  const heap = (performance as Performance & { memory?: { jsHeapSizeLimit?: number } }).memory?.jsHeapSizeLimit
-  return backend === "webgpu" ? Math.max(heap ?? WASM32_LIMIT, WASM32_LIMIT) : WASM32_LIMIT
-}
+/** The tensor bytes this tab can give a model. */
+export const tabBudget = (): number => WASM32_LIMIT
 
 export const formatBytes = (bytes: number): string =>
   bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(2)} GiB` : bytes >= 1024 ** 2 ? `${(bytes / 1024 ** 2).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`

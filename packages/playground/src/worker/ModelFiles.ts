@@ -5,7 +5,7 @@
  * before a byte of its weights is read.
  */
 import { ConfigError, InvalidCheckpoint } from "@peftkit/core"
-import { decodeHfConfig, hfWeightCount, llama2cConfig, type ModelConfig, parseLlama2cHeader } from "@peftkit/models"
+import { decodeHfConfig, hfWeightShapes, llama2cConfig, type ModelConfig, parseLlama2cHeader } from "@peftkit/models"
 import { Effect } from "effect"
 import type { DroppedFile } from "../protocol.js"
 
@@ -23,6 +23,16 @@ export interface SortedModelFiles {
 
 export const NOT_A_MODEL =
   "this is not a model: drop a Hugging Face model folder (config.json, model.safetensors or its shards, tokenizer.json) or a llama2.c .bin together with its tokenizer .bin"
+
+/**
+ * The parameter count the config declares, from the weight shapes of a 0- and a 1-layer model (a
+ * config claiming a million layers is counted without listing a million layers' names).
+ */
+export const declaredParameters = (config: ModelConfig): number => {
+  const size = (layers: number) => [...hfWeightShapes({ ...config, numHiddenLayers: layers }).values()].reduce((sum, shape) => sum + shape.reduce((n, d) => n * d, 1), 0)
+  const none = size(0)
+  return none + config.numHiddenLayers * (size(1) - none)
+}
 
 const baseName = (path: string) => path.slice(path.lastIndexOf("/") + 1)
 const dirName = (path: string) => (path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "")
@@ -55,7 +65,7 @@ export const sortModelFiles = (dropped: ReadonlyArray<DroppedFile>): Effect.Effe
         modelPath: "/model",
         files: inside.map((entry) => ({ path: `/model/${baseName(entry.path)}`, file: entry.file })),
         config,
-        parameters: hfWeightCount(config),
+        parameters: declaredParameters(config),
         bytes,
         name: dir === "" ? "dropped model" : baseName(dir)
       }
@@ -76,7 +86,7 @@ export const sortModelFiles = (dropped: ReadonlyArray<DroppedFile>): Effect.Effe
         modelPath: `/model/${baseName(model.path)}`,
         files: bins.map((entry) => ({ path: `/model/${baseName(entry.path)}`, file: entry.file })),
         config,
-        parameters: hfWeightCount(config),
+        parameters: declaredParameters(config),
         bytes,
         name: baseName(model.path)
       }

@@ -51,6 +51,7 @@ interface LoadedModel {
   readonly config: ModelConfig
   readonly source: ModelSource
   readonly name: string
+  readonly parameters: number
   readonly root: string
   readonly modelPath: string
   readonly tokenizerFiles: ReadonlyArray<string>
@@ -80,9 +81,22 @@ const yieldToEvents = () =>
     channel.port2.postMessage(undefined)
   })
 
+/** Fails with what the run needs and what the tab has, when the estimate exceeds the budget. */
+const checkFits = (name: string, config: ModelConfig, parameters: number, batch: number, length: number, advice: string) => {
+  const estimate = estimateTrainingMemory(config, parameters, batch, length)
+  const budget = tabBudget()
+  if (estimate.total <= budget) return
+  throw new ConfigError({
+    field: "model",
+    reason: `${name} (${(parameters / 1e6).toFixed(parameters < 1e7 ? 2 : 0)}M parameters) needs about ${formatBytes(estimate.total)} to train in this tab at batch ${batch} x ${length} tokens (${formatBytes(estimate.weights)} of float32 weights, about 3.9 times that while training, plus ${formatBytes(estimate.activations)} of activations); the tab has about ${formatBytes(budget)} (a wasm module addresses at most 4 GiB). ${advice}`
+  })
+}
+
 const messageOf = (error: unknown): { message: string; kind: string } => {
-  const tagged = error as { _tag?: string; message?: string }
-  return { message: tagged.message ?? String(error), kind: tagged._tag ?? (error instanceof Error ? error.name : "Error") }
+  const tagged = error as { _tag?: string; message?: string; reason?: string }
+  // A ConfigError's reason is written for the person (its message prefixes "invalid config: 'field'").
+  const message = tagged._tag === "ConfigError" && typeof tagged.reason === "string" ? tagged.reason : (tagged.message ?? String(error))
+  return { message, kind: tagged._tag ?? (error instanceof Error ? error.name : "Error") }
 }
 
 export class Session {
@@ -93,6 +107,8 @@ export class Session {
   private loaded: LoadedModel | undefined
   private dataSource: DataSource | undefined
   private data: TrainingData | undefined
+  /** What the data was tokenized and sampled with (the page's defaults until a run says otherwise). */
+  private dataKey = { seed: 0, maxLength: 128 }
   private result: TrainedResult | undefined
   private stopRequested = false
   private training = false
@@ -172,15 +188,8 @@ export class Session {
     if (this.training) throw new ConfigError({ field: "model", reason: "a run is training: stop it first" })
     const started = performance.now()
     const sorted = await this.sortSource(source)
-    // Refused before a byte of weights is read: the tab would die, losing the page.
-    const estimate = estimateTrainingMemory(sorted.config, sorted.parameters, sorted.bytes)
-    const budget = tabBudget(this.backendName)
-    if (estimate.total > budget) {
-      throw new ConfigError({
-        field: "model",
-        reason: `${sorted.name} (${(sorted.parameters / 1e6).toFixed(0)}M parameters) needs about ${formatBytes(estimate.total)} to train in this tab (weights ${formatBytes(estimate.weights)}, file ${formatBytes(estimate.fileBytes)}, activations ${formatBytes(estimate.activations)}); the tab has about ${formatBytes(budget)} (${this.backendName === "webgpu" ? "the JS heap limit" : "a wasm module addresses at most 4 GiB"}). Use peftkit in Node for this model.`
-      })
-    }
+    // Refused before a byte of weights is read, if even the smallest run (batch 1 x 64 tokens) would not fit.
+    checkFits(sorted.name, sorted.config, sorted.parameters, 1, 64, "Use peftkit in Node for this model.")
     this.status(`reading ${sorted.files.length} file(s), ${formatBytes(sorted.bytes)}...`)
     // Into a directory of its own: the model loaded now stays whole until this one has loaded.
     const root = `/model-${++this.loads}`
@@ -218,11 +227,11 @@ export class Session {
     const previous = this.loaded
     this.disposeModel()
     if (previous !== undefined) await this.removePath(previous.root)
-    this.loaded = { model, tokenizer, config, source, root, name: source.kind === "builtin" ? "built-in tiny Llama" : sorted.name, modelPath, tokenizerFiles }
+    this.loaded = { model, tokenizer, config, source, root, parameters: model.parameters().reduce((sum, p) => sum + p.variable.size, 0), name: source.kind === "builtin" ? "built-in tiny Llama" : sorted.name, modelPath, tokenizerFiles }
     const info: ModelInfo = {
       source: this.loaded.name,
       architecture: `${config.modelType}${sorted.kind === "llama2c" ? " (llama2.c file)" : ""}`,
-      parameters: model.parameters().reduce((sum, p) => sum + p.variable.size, 0),
+      parameters: this.loaded.parameters,
       layers: config.numHiddenLayers,
       hiddenSize: config.hiddenSize,
       heads: "numKeyValueHeads" in config ? `${config.numAttentionHeads} (${config.numKeyValueHeads} kv)` : `${config.numAttentionHeads}`,
@@ -230,7 +239,7 @@ export class Session {
       contextLength: config.maxPositionEmbeddings,
       linearModules: [...new Set(model.linears().map((layer) => layer.name.slice(layer.name.lastIndexOf(".") + 1)))],
       tokenizer: `${tokenizer.vocabSize} tokens`,
-      estimatedTrainingBytes: estimateTrainingMemory(sorted.config, sorted.parameters, sorted.bytes).total,
+      estimatedTrainingBytes: estimateTrainingMemory(sorted.config, sorted.parameters, 8, 128).total,
       loadSeconds: (performance.now() - started) / 1000
     }
     this.post({ type: "model", info })
@@ -254,13 +263,14 @@ export class Session {
 
   // ---------------------------------------------------------------- data
 
-  async loadData(source: DataSource, seed = 0, maxLength = 256): Promise<void> {
+  async loadData(source: DataSource, seed = this.dataKey.seed, maxLength = this.dataKey.maxLength): Promise<void> {
     const loaded = this.need()
     const data = await Effect.runPromise(
       loadTrainingData(source, loaded.tokenizer, { maxLength: Math.min(maxLength, loaded.config.maxPositionEmbeddings), seed, builtinUrl: new URL("builtin/data", this.siteUrl).href })
     )
     this.dataSource = source
     this.data = data
+    this.dataKey = { seed, maxLength }
     this.post({ type: "data", info: data.info })
   }
 
@@ -277,7 +287,12 @@ export class Session {
     if (settings.method !== "lora" && settings.links > settings.steps) {
       throw new ConfigError({ field: "links", reason: `${settings.links} links need at least ${settings.links} steps` })
     }
-    const data = this.data
+    checkFits(loaded.name, loaded.config, loaded.parameters, settings.batchSize, Math.min(settings.maxSeqLength, loaded.config.maxPositionEmbeddings), "Lower the batch size or the max length.")
+    // The run's length and seed decide the tokenization and a task's sample.
+    if (this.dataSource !== undefined && (this.dataKey.seed !== settings.seed || this.dataKey.maxLength !== settings.maxSeqLength)) {
+      await this.loadData(this.dataSource, settings.seed, settings.maxSeqLength)
+    }
+    const data = this.data!
     // A new run starts from the base weights: a chain merged its links into them.
     if (this.result !== undefined) await this.reloadBase()
     this.disposeResult()
