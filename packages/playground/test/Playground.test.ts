@@ -239,7 +239,7 @@ describe.skipIf(skip !== undefined && process.env.CI !== "true")("the playground
     writeFileSync(join(huge, "model.safetensors"), readFileSync(join(builtin, "model.safetensors")))
     writeFileSync(join(huge, "tokenizer.json"), readFileSync(join(builtin, "tokenizer.json")))
     const tooBig = await errorAfter(() => view.page.setInputFiles("#model-files", ["config.json", "model.safetensors", "tokenizer.json"].map((n) => join(huge, n))))
-    expect(tooBig).toMatch(/\(7\d{4}M parameters\) needs about [\d.]+ GiB to train in this tab/)
+    expect(tooBig).toMatch(/\(6\d{4}M parameters\) needs about [\d.]+ GiB to train in this tab/)
 
     writeFileSync(join(work, "train.jsonl"), `{"text": "one"}\n{"text": broken\n{"text": "three"}\n`)
     expect(await errorAfter(() => view.page.setInputFiles("#data-files", [join(work, "train.jsonl")]))).toMatch(/train\.jsonl:2/)
