@@ -124,7 +124,7 @@ export type FromWorker =
   | { readonly type: "status"; readonly text: string }
   | { readonly type: "model"; readonly info: ModelInfo }
   | { readonly type: "data"; readonly info: DataInfo }
-  | { readonly type: "train-start"; readonly totalSteps: number; readonly startStep: number; readonly knots: ReadonlyArray<number>; readonly describe: string; readonly history: ReadonlyArray<ProgressPoint> }
+  | { readonly type: "train-start"; readonly settings: TrainSettings; readonly totalSteps: number; readonly startStep: number; readonly knots: ReadonlyArray<number>; readonly describe: string; readonly history: ReadonlyArray<ProgressPoint> }
   | { readonly type: "progress"; readonly point: ProgressPoint }
   | { readonly type: "checkpoint"; readonly step: number }
   | { readonly type: "trained"; readonly summary: RunSummary }

@@ -99,6 +99,7 @@ describe.skipIf(skip !== undefined && process.env.CI !== "true")("the playground
     await view.until("the apples data", "s.data !== undefined && s.busy === undefined")
     await view.page.fill("#lr", "0.005")
     await view.page.fill("#targets", "q_proj, v_proj")
+    await view.page.fill("#batch", "4") // SwiftShader is software: a smaller batch keeps the run short
     const trained = await trainCola(view, 20)
     expect(trained.trained).toMatchObject({ step: 20, stopped: false })
     const { first, last } = lossEnds(trained)
@@ -135,6 +136,9 @@ describe.skipIf(skip !== undefined && process.env.CI !== "true")("the playground
     expect(await view.page.textContent("#resume-text")).toContain(`step ${stopStep} of 150`)
     await view.screenshot("07-resume-after-reload")
     await view.page.click("#resume")
+    await view.until("the resumed run to start", "s.training === true && s.points.length > 0", minutes(2))
+    // The form shows the run being resumed, not the page's defaults (60 steps).
+    expect(await view.page.inputValue("#steps")).toBe("150")
     const resumed = await view.until("the resumed run", "s.trained !== undefined", minutes(4))
     expect(resumed.trained).toMatchObject({ step: 150, stopped: false })
     // The chart holds the whole run: the steps before the stop came from the checkpoint.
@@ -175,6 +179,21 @@ describe.skipIf(skip !== undefined && process.env.CI !== "true")("the playground
     await view.page.click("#train")
     expect((await view.until("a short run", "s.trained !== undefined")).trained!.step).toBe(5)
     await view.screenshot("10-webgpu-missing")
+    await view.page.close()
+  }, minutes(3))
+
+  it("switching the backend loads the same model and data again on the new one", async () => {
+    const view = await playground.open("?backend=wasm")
+    await view.page.click("#use-builtin-model")
+    await view.until("the built-in model", "s.model !== undefined && s.busy === undefined")
+    await view.page.click("#use-builtin-data")
+    await view.until("the built-in data", "s.data !== undefined && s.busy === undefined")
+    await view.page.selectOption("#backend-select", "cpu")
+    const switched = await view.until("the model and data on cpu", "s.backend?.name === 'cpu' && s.model !== undefined && s.data !== undefined && s.busy === undefined")
+    expect(switched.model?.source).toBe("built-in tiny Llama")
+    await view.page.fill("#steps", "3")
+    await view.page.click("#train")
+    expect((await view.until("a short run on cpu", "s.trained !== undefined")).trained!.step).toBe(3)
     await view.page.close()
   }, minutes(3))
 
@@ -241,9 +260,19 @@ describe.skipIf(skip !== undefined && process.env.CI !== "true")("the playground
     const tooBig = await errorAfter(() => view.page.setInputFiles("#model-files", ["config.json", "model.safetensors", "tokenizer.json"].map((n) => join(huge, n))))
     expect(tooBig).toMatch(/\(6\d{4}M parameters\) needs about [\d.]+ GiB to train in this tab/)
 
-    writeFileSync(join(work, "train.jsonl"), `{"text": "one"}\n{"text": broken\n{"text": "three"}\n`)
-    expect(await errorAfter(() => view.page.setInputFiles("#data-files", [join(work, "train.jsonl")]))).toMatch(/train\.jsonl:2/)
+    // One file of any name: its last tenth is held out, and a bad line there is still named by the file's own line number.
+    const lines = Array.from({ length: 12 }, (_, i) => (i === 10 ? `{"text": broken` : JSON.stringify({ text: `line ${i + 1}` })))
+    writeFileSync(join(work, "notes.jsonl"), `${lines.join("\n")}\n`)
+    expect(await errorAfter(() => view.page.setInputFiles("#data-files", [join(work, "notes.jsonl")]))).toMatch(/invalid dataset notes\.jsonl:11: not valid JSON/)
+
+    // A combination a chain policy cannot train is refused before the run starts.
+    await view.page.selectOption("#method", "xgb")
+    await view.page.selectOption("#variant", "dora")
+    expect(await errorAfter(() => view.page.click("#train"))).toContain("XGBLoRA merges each link with a step size")
+    await view.page.selectOption("#method", "cola")
+    await view.page.selectOption("#variant", "lora")
     await view.screenshot("09-errors")
+    await view.until("the page to be idle", "s.busy === undefined && s.training === false")
 
     // Nothing was lost: the built-in model and data are still loaded, and train.
     const state = await view.state()

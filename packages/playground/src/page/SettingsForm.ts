@@ -28,7 +28,7 @@ export const readSettings = (): TrainSettings => {
     warmup: nonNegativeInt("warmup", "Warm-up steps"),
     steps,
     batchSize: positiveInt("batch", "Batch size"),
-    maxSeqLength: positiveInt("max-length", "Max length"),
+    maxSeqLength: number("max-length", "Max length", (n) => Number.isInteger(n) && n >= 16, "a whole number of at least 16"),
     seed: number("seed", "Seed", Number.isInteger, "a whole number"),
     evalEvery: positiveInt("eval-every", "Validate every"),
     checkpointEvery: positiveInt("checkpoint-every", "Checkpoint every")
@@ -39,4 +39,44 @@ export const readSettings = (): TrainSettings => {
 export const showChainFields = () => {
   const chain = value("method") !== "lora"
   for (const element of Array.from(document.querySelectorAll<HTMLElement>(".chain-only"))) element.classList.toggle("hidden", !chain)
+}
+
+const set = (id: string, value: string | number) => {
+  ;(document.getElementById(id) as HTMLInputElement | HTMLSelectElement).value = String(value)
+}
+
+/** Shows a run's settings (a resumed run's, which the form did not start). */
+export const fillSettings = (settings: TrainSettings) => {
+  set("method", settings.method)
+  set("variant", settings.variant)
+  set("rank", settings.rank)
+  set("alpha", settings.alpha)
+  set("targets", settings.targetModules === "all-linear" ? "all-linear" : settings.targetModules.join(", "))
+  set("links", settings.links)
+  set("link-warmup", settings.linkWarmup)
+  set("knot-optimizer", settings.optimizerAtKnot)
+  set("lr", settings.learningRate)
+  set("schedule", settings.schedule)
+  set("warmup", settings.warmup)
+  set("steps", settings.steps)
+  set("batch", settings.batchSize)
+  set("max-length", settings.maxSeqLength)
+  set("seed", settings.seed)
+  set("eval-every", settings.evalEvery)
+  set("checkpoint-every", settings.checkpointEvery)
+  showChainFields()
+  showVariantHint()
+}
+
+const hints: Record<string, string> = {
+  lora: "",
+  dora: "LoRA plus a trained magnitude per output row; about a third slower per step.",
+  pissa: "LoRA started from the weights' top singular directions (the weights keep the rest).",
+  vera: "Shared frozen random projections, trained scaling vectors: needs about 10x LoRA's learning rate (e.g. 0.1) and a larger rank (e.g. 64)."
+}
+
+/** One line on what the chosen variant is, and what it needs that LoRA does not. */
+export const showVariantHint = () => {
+  const hint = document.getElementById("variant-hint")
+  if (hint !== null) hint.textContent = hints[value("variant")] ?? ""
 }

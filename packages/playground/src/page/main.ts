@@ -7,7 +7,7 @@ import type { BackendChoice, DataInfo, DownloadKind, FromWorker, ModelInfo, Prog
 import { saveFile } from "./Downloads.js"
 import { acceptFiles, fromFileList } from "./FileDrop.js"
 import { LossChart } from "./LossChart.js"
-import { readSettings, showChainFields } from "./SettingsForm.js"
+import { fillSettings, readSettings, showChainFields, showVariantHint } from "./SettingsForm.js"
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T
 
@@ -39,12 +39,23 @@ const log = (text: string) => {
   $("log").textContent = line + ($("log").textContent ?? "")
 }
 
+/** What an error is about: a later success of the same kind clears it. */
+const topicOf = (during: string) =>
+  during === "load-model" ? "model" : during === "load-data" ? "data" : during === "train" || during === "resume" || during === "settings" ? "train" : during
+
+const clearErrors = (topic: string) => {
+  for (const box of Array.from(document.querySelectorAll<HTMLElement>(`#errors [data-topic="${topic}"]`))) box.remove()
+}
+
 const showError = (during: string, message: string) => {
   state.errors.push(`${during}: ${message}`)
+  clearErrors(topicOf(during))
   const box = document.createElement("div")
   box.className = "error"
+  box.dataset.topic = topicOf(during)
   const text = document.createElement("span")
-  text.textContent = `${during === "load-model" ? "Model" : during === "load-data" ? "Data" : during === "train" || during === "resume" ? "Training" : during}: ${message}`
+  const label: Record<string, string> = { model: "Model", data: "Data", train: "Training", generate: "Generate", evaluate: "Evaluate", download: "Download", init: "Backend", worker: "Worker" }
+  text.textContent = `${label[topicOf(during)] ?? during}: ${message}`
   const close = document.createElement("button")
   close.textContent = "×"
   close.title = "dismiss"
@@ -57,6 +68,7 @@ const showError = (during: string, message: string) => {
 const showNote = (message: string) => {
   const box = document.createElement("div")
   box.className = "note"
+  box.dataset.topic = "backend"
   box.textContent = message
   $("errors").append(box)
 }
@@ -121,16 +133,23 @@ const onMessage = (message: FromWorker) => {
   switch (message.type) {
     case "ready": {
       state.backend = { name: message.backend, device: message.device, reason: message.reason, isolated: message.isolated }
-      $("backend-info").textContent = `${message.backend}: ${message.device}. ${message.reason}${message.isolated ? "" : " (not cross-origin isolated: wasm runs on one thread)"}`
+      $("backend-info").textContent = `${message.reason}${message.isolated ? "" : " (the page is not cross-origin isolated: wasm runs on one thread)"}`
       const chosen = $<HTMLSelectElement>("backend-select").value
       if (chosen === "webgpu" && message.backend !== "webgpu") showNote(`${message.reason} (the page trains on ${message.backend})`)
       if (message.savedRun !== undefined) {
         const run = message.savedRun
-        $("resume-text").textContent = `A run was stopped at step ${run.step} of ${run.totalSteps} (${run.method}; ${run.model}; ${run.data}; saved ${new Date(run.savedAt).toLocaleString()}).`
+        $("resume-text").textContent = `This browser keeps a checkpoint of an unfinished run at step ${run.step} of ${run.totalSteps} (${run.method}; ${run.model}; ${run.data}; saved ${new Date(run.savedAt).toLocaleString()}).`
         $("resume-banner").hidden = false
       }
+      if (message.device.includes("software") && message.backend === "webgpu") showNote(`This WebGPU adapter is software (${message.device}): expect training to be much slower than on wasm.`)
       log(`backend ${message.backend} (${message.device}): ${message.reason}`)
       busy(undefined)
+      // After a backend switch: the same model and data, on the new backend.
+      if (loadedSources.model !== undefined) {
+        busy("loading the model again on the new backend...")
+        send(loadedSources.model)
+        if (loadedSources.data !== undefined) send(loadedSources.data)
+      }
       return
     }
     case "status":
@@ -152,6 +171,7 @@ const onMessage = (message: FromWorker) => {
         ["loaded in", `${m.loadSeconds.toFixed(2)} s`]
       ])
       log(`model: ${m.source}, ${m.architecture}, ${m.parameters.toLocaleString("en")} parameters`)
+      clearErrors("model")
       state.trained = undefined
       busy(undefined)
       return
@@ -164,6 +184,7 @@ const onMessage = (message: FromWorker) => {
         ...message.info.warnings.map((w) => ["warning", w] as const)
       ])
       log(`data: ${message.info.describe}`)
+      clearErrors("data")
       busy(undefined)
       return
     case "train-start":
@@ -174,6 +195,14 @@ const onMessage = (message: FromWorker) => {
       chart.reset(message.knots, message.history)
       $("run-describe").textContent = message.describe + (message.startStep > 0 ? ` · resumed at step ${message.startStep}` : "")
       $("resume-banner").hidden = true
+      clearErrors("train")
+      fillSettings(message.settings)
+      // Outputs of an earlier adapter no longer describe this one.
+      state.generated = undefined
+      state.evaluated = undefined
+      $("base-output").replaceChildren()
+      $("adapted-output").replaceChildren()
+      $("eval-table").replaceChildren()
       busy(undefined)
       log(`training: ${message.describe}`)
       return
@@ -194,6 +223,7 @@ const onMessage = (message: FromWorker) => {
       return
     }
     case "generated":
+      clearErrors("generate")
       state.generated = { prompt: message.prompt, base: message.base, adapted: message.adapted }
       showCompletion($("base-output"), message.prompt, message.base)
       showCompletion($("adapted-output"), message.prompt, message.adapted)
@@ -214,7 +244,12 @@ const onMessage = (message: FromWorker) => {
       log(`downloaded ${message.name} (${message.bytes.length.toLocaleString("en")} bytes)`)
       return
     case "error":
-      if (message.during === "train" || message.during === "resume") state.training = false
+      if (message.during === "train" || message.during === "resume") {
+        // The worker dropped the earlier adapter when this run began: nothing to download until one trains.
+        state.training = false
+        state.trained = undefined
+        runText = `the run did not finish: ${message.message}`
+      }
       showError(message.during, message.message)
       busy(undefined)
       if (message.during === "init") $("backend-info").textContent = `no backend: ${message.message}`
@@ -222,8 +257,20 @@ const onMessage = (message: FromWorker) => {
   }
 }
 
+/** What was loaded, so a backend switch (a new worker) loads it again. */
+const loadedSources: { model?: ToWorker; data?: ToWorker } = {}
+
 const startWorker = (backend: BackendChoice) => {
   worker?.terminate()
+  state.points = []
+  state.knots = []
+  state.generated = undefined
+  state.evaluated = undefined
+  chart.reset([], [])
+  for (const id of ["base-output", "adapted-output", "eval-table", "run-describe"]) $(id).replaceChildren()
+  $<HTMLProgressElement>("progress").value = 0
+  runText = loadedSources.model === undefined ? "load a model and data to start" : "the backend changed: loading the model and data again"
+  for (const box of Array.from(document.querySelectorAll<HTMLElement>("#errors > *"))) box.remove()
   worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" })
   worker.onmessage = (event: MessageEvent<FromWorker>) => onMessage(event.data)
   worker.onerror = (event) => showError("worker", event.message || "the worker crashed (out of memory?)")
@@ -238,16 +285,14 @@ const startWorker = (backend: BackendChoice) => {
 
 // ------------------------------------------------------------------ wiring
 
-const dataSource = { current: undefined as ToWorker | undefined }
 
-$("use-builtin-model").onclick = () => {
-  busy("loading the built-in model...")
-  send({ type: "load-model", source: { kind: "builtin" } })
+const loadModel = (message: ToWorker & { type: "load-model" }, what: string) => {
+  busy(what)
+  loadedSources.model = message
+  send(message)
 }
-const onModelFiles = (files: ReturnType<typeof fromFileList>) => {
-  busy(`reading ${files.length} model file(s)...`)
-  send({ type: "load-model", source: { kind: "files", files } })
-}
+$("use-builtin-model").onclick = () => loadModel({ type: "load-model", source: { kind: "builtin" } }, "loading the built-in model...")
+const onModelFiles = (files: ReturnType<typeof fromFileList>) => loadModel({ type: "load-model", source: { kind: "files", files } }, `reading ${files.length} model file(s)...`)
 acceptFiles($("model-drop"), $<HTMLInputElement>("model-files"), onModelFiles)
 $<HTMLInputElement>("model-folder").addEventListener("change", (event) => {
   const input = event.target as HTMLInputElement
@@ -257,7 +302,7 @@ $<HTMLInputElement>("model-folder").addEventListener("change", (event) => {
 
 const loadData = (message: ToWorker) => {
   if (state.model === undefined) return showError("load-data", "load a model first: the data is tokenized with its tokenizer")
-  dataSource.current = message
+  loadedSources.data = message
   busy("reading the data...")
   send(message)
 }
@@ -269,7 +314,9 @@ acceptFiles($("data-drop"), $<HTMLInputElement>("data-files"), (files) => {
 $("use-pasted").onclick = () => loadData({ type: "load-data", source: { kind: "pasted", text: $<HTMLTextAreaElement>("paste-text").value } })
 
 $("method").addEventListener("change", showChainFields)
+$("variant").addEventListener("change", showVariantHint)
 showChainFields()
+showVariantHint()
 
 $("train").onclick = () => {
   try {
@@ -296,8 +343,12 @@ $("discard").onclick = () => {
   $("resume-banner").hidden = true
 }
 $("generate").onclick = () => {
+  const maxTokens = Number($<HTMLInputElement>("max-tokens").value)
+  const temperature = Number($<HTMLInputElement>("temperature").value)
+  if (!Number.isInteger(maxTokens) || maxTokens < 1 || maxTokens > 1024) return showError("generate", `Tokens must be a whole number from 1 to 1024, got '${$<HTMLInputElement>("max-tokens").value}'`)
+  if (!Number.isFinite(temperature) || temperature < 0) return showError("generate", `Temperature must be 0 (greedy) or more, got '${$<HTMLInputElement>("temperature").value}'`)
   busy("generating with the base model and with the adapter...")
-  send({ type: "generate", prompt: $<HTMLInputElement>("prompt").value, maxTokens: Number($<HTMLInputElement>("max-tokens").value) || 24, temperature: Number($<HTMLInputElement>("temperature").value) || 0 })
+  send({ type: "generate", prompt: $<HTMLInputElement>("prompt").value, maxTokens, temperature })
 }
 $("evaluate").onclick = () => {
   busy("evaluating the base model and the adapter...")

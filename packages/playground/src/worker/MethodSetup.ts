@@ -6,6 +6,7 @@
 import { Chain, chainCheckpointFiles, chainPolicy, type ChainableConfig, exportChain, restoreChain, saveChainLora } from "@peftkit/cola"
 import {
   AdapterSet,
+  ConfigError,
   adapterSetFiles,
   type AdapterVariant,
   type CheckpointFiles,
@@ -51,10 +52,20 @@ const variantOf = (settings: TrainSettings): { readonly variant: AdapterVariant<
 const knotOptimizer = (settings: TrainSettings) =>
   settings.optimizerAtKnot === "prune" ? { prune: 0.99, mode: "magnitude" as const } : settings.optimizerAtKnot
 
-export const setupMethod = (model: CausalLM, settings: TrainSettings, optimizer: Optimizer): ActiveMethod => {
+/** Combinations a chain policy cannot train, refused before anything trains, in the page's words. */
+const refuseCombination = (settings: TrainSettings) => {
+  if (settings.method === "xgb" && settings.variant === "dora") {
+    throw new ConfigError({ field: "method", reason: "XGBLoRA merges each link with a step size on some of the layers, which DoRA's per-row rescaling does not allow: use COLA or RAC-LoRA with DoRA" })
+  }
+  if (settings.method === "rac" && settings.variant === "vera") {
+    throw new ConfigError({ field: "method", reason: "RAC-LoRA freezes one of LoRA's two factors in each link; VeRA has no such factors (its projections are always frozen): use COLA with VeRA" })
+  }
+}
+
+export const setupMethod = (model: CausalLM, settings: TrainSettings, optimizer: Optimizer, baseModel: string): ActiveMethod => {
+  refuseCombination(settings)
   const chosen = variantOf(settings)
   model.setTrainable(false)
-  const baseModel = "peftkit-playground"
   if (settings.method === "lora") {
     const adapters = AdapterSet.inject(model, chosen.variant, chosen.config, { seed: settings.seed })
     optimizer.setParameters(adapters.parameterGroups())
@@ -69,7 +80,7 @@ export const setupMethod = (model: CausalLM, settings: TrainSettings, optimizer:
     }
   }
   const policy =
-    settings.method === "rac" ? chainPolicy("rac", { freeze: "random" }) : settings.method === "xgb" ? chainPolicy("xgb", { rank: 1, stepSize: 1 }) : chainPolicy("cola")
+    settings.method === "rac" ? chainPolicy("rac", { freeze: "random" }) : settings.method === "xgb" ? chainPolicy("xgb", { rank: settings.rank, stepSize: 1 }) : chainPolicy("cola")
   const chain = Chain.make({
     model,
     variant: chosen.variant,

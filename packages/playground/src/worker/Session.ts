@@ -93,9 +93,12 @@ const checkFits = (name: string, config: ModelConfig, parameters: number, batch:
 }
 
 const messageOf = (error: unknown): { message: string; kind: string } => {
-  const tagged = error as { _tag?: string; message?: string; reason?: string }
-  // A ConfigError's reason is written for the person (its message prefixes "invalid config: 'field'").
-  const message = tagged._tag === "ConfigError" && typeof tagged.reason === "string" ? tagged.reason : (tagged.message ?? String(error))
+  const tagged = error as { _tag?: string; message?: string; reason?: string; field?: string }
+  // A ConfigError's reason is written for the person (its message prefixes "invalid config: 'field'");
+  // a reason about a value ("must be ...") gets the field's name.
+  const field = tagged.field?.slice(tagged.field.lastIndexOf(".") + 1) ?? ""
+  const message =
+    tagged._tag === "ConfigError" && typeof tagged.reason === "string" ? (/^must /.test(tagged.reason) ? `${field} ${tagged.reason}` : tagged.reason) : (tagged.message ?? String(error))
   return { message, kind: tagged._tag ?? (error instanceof Error ? error.name : "Error") }
 }
 
@@ -143,7 +146,6 @@ export class Session {
       return this.run(Backend)
     })
     this.backendName = backend.info.name
-    this.status(`backend details: ${JSON.stringify({ ...backend.info.details, hardwareConcurrency: navigator.hardwareConcurrency })}`)
     const saved = await RunStore.load()
     this.post({
       type: "ready",
@@ -300,7 +302,7 @@ export class Session {
     const batcher = makeBatcher(data.train, { batchSize: settings.batchSize, padTokenId: tokenizer.padTokenId, seed: settings.seed })
     const validBatcher = data.valid.length > 0 ? makeBatcher(data.valid.slice(0, 64), { batchSize: settings.batchSize, padTokenId: tokenizer.padTokenId, shuffle: false }) : undefined
     const optimizer = adamw([], { weightDecay: 0 })
-    const method = setupMethod(model, settings, optimizer)
+    const method = setupMethod(model, settings, optimizer, loaded.name)
     const trainable = optimizer.groups.flatMap((group) => group.params).reduce((sum, param) => sum + param.variable.size, 0)
     const schedule = method.schedule(makeSchedule({ kind: settings.schedule, peak: settings.learningRate, totalSteps: settings.steps, warmupSteps: Math.min(settings.warmup, settings.steps) }))
     let startStep = 0
@@ -312,7 +314,7 @@ export class Session {
       startStep = resume.step
       history.push(...resume.history)
     }
-    this.post({ type: "train-start", totalSteps: settings.steps, startStep, knots: method.knots, describe: `${method.describe}; ${trainable.toLocaleString("en")} trainable parameters`, history })
+    this.post({ type: "train-start", settings, totalSteps: settings.steps, startStep, knots: method.knots, describe: `${method.describe}; ${trainable.toLocaleString("en")} trainable parameters`, history })
 
     let lastReport: { tokensPerSec: number; itPerSec: number; peakBytes: number | undefined } = { tokensPerSec: 0, itPerSec: 0, peakBytes: undefined }
     this.onProgress = (event) => {

@@ -7,8 +7,8 @@
  * `InvalidDataset` naming the file and the line.
  */
 import { ConfigError, makeMemoryFileSystem } from "@peftkit/core"
-import { type InvalidDataset, loadDataset, type TokenizedExample } from "@peftkit/data"
-import { encodeTrainingExample, sampleTask, type Task, taskByName, taskDataFromText, type TaskExample } from "@peftkit/tasks"
+import { InvalidDataset, loadDataset, type TokenizedExample } from "@peftkit/data"
+import { encodeTrainingExample, promptText, sampleTask, type Task, taskByName, taskDataFromText, type TaskExample } from "@peftkit/tasks"
 import type { Tokenizer } from "@peftkit/tokenizers"
 import { FileSystem } from "@effect/platform"
 import { Effect } from "effect"
@@ -28,45 +28,70 @@ export interface TrainingData {
 const SPLIT_NAMES = ["train", "valid", "test"] as const
 const baseName = (path: string) => path.slice(path.lastIndexOf("/") + 1)
 
+/** Where a split's lines came from, so an error names the person's file and line, not ours. */
+interface Origin {
+  readonly name: string
+  /** Added to a line number: a held-out split starts partway into its file. */
+  readonly offset: number
+}
+
+interface JsonlTexts {
+  readonly texts: Record<string, string>
+  readonly origins: Record<string, Origin>
+}
+
+const named = (texts: Record<string, string>, name: (split: string) => string): JsonlTexts => ({
+  texts,
+  origins: Object.fromEntries(Object.keys(texts).map((split) => [split, { name: name(split), offset: 0 }]))
+})
+
 /** The jsonl texts, by split, that a source gives (the task source is handled apart). */
-const jsonlTexts = (source: DataSource, builtinUrl: string): Effect.Effect<Record<string, string>, ConfigError> =>
+const jsonlTexts = (source: DataSource, builtinUrl: string): Effect.Effect<JsonlTexts, ConfigError> =>
   Effect.gen(function* () {
     switch (source.kind) {
       case "builtin": {
         const fetchText = (name: string) => Effect.promise(() => fetch(`${builtinUrl}/${name}`).then((response) => response.text()))
-        return { train: yield* fetchText("train.jsonl"), valid: yield* fetchText("valid.jsonl") }
+        return named({ train: yield* fetchText("train.jsonl"), valid: yield* fetchText("valid.jsonl") }, (split) => `built-in ${split}.jsonl`)
       }
       case "pasted": {
         const text = source.text.trim()
         if (text === "") return yield* new ConfigError({ field: "data", reason: "the pasted text is empty" })
         // jsonl when it looks like JSON objects; otherwise plain text, one example per paragraph.
         const jsonl = text.startsWith("{") ? text : text.split(/\n\s*\n/).map((paragraph) => JSON.stringify({ text: paragraph.trim() })).join("\n")
-        return holdOut(jsonl)
+        return holdOut(jsonl, text.startsWith("{") ? "the pasted examples" : "the pasted text")
       }
       case "jsonl": {
         const files = source.files.filter((entry) => entry.path.endsWith(".jsonl"))
         if (files.length === 0) return yield* new ConfigError({ field: "data", reason: `no .jsonl file among ${source.files.map((f) => baseName(f.path)).join(", ")}: drop train.jsonl (and valid.jsonl) or one .jsonl file` })
-        const named = files.filter((entry) => (SPLIT_NAMES as ReadonlyArray<string>).includes(baseName(entry.path).replace(/\.jsonl$/, "")))
-        if (named.length > 0) {
+        const splitFiles = files.filter((entry) => (SPLIT_NAMES as ReadonlyArray<string>).includes(baseName(entry.path).replace(/\.jsonl$/, "")))
+        if (splitFiles.length > 0) {
           const texts: Record<string, string> = {}
-          for (const entry of named) texts[baseName(entry.path).replace(/\.jsonl$/, "")] = yield* Effect.promise(() => entry.file.text())
+          for (const entry of splitFiles) texts[baseName(entry.path).replace(/\.jsonl$/, "")] = yield* Effect.promise(() => entry.file.text())
           if (texts.train === undefined) return yield* new ConfigError({ field: "data", reason: "valid/test files came without train.jsonl" })
-          return texts
+          return named(texts, (split) => `${split}.jsonl`)
         }
         if (files.length > 1) return yield* new ConfigError({ field: "data", reason: `several .jsonl files (${files.map((f) => baseName(f.path)).join(", ")}): name them train.jsonl / valid.jsonl / test.jsonl, or drop one` })
-        return holdOut(yield* Effect.promise(() => files[0]!.file.text()))
+        return holdOut(yield* Effect.promise(() => files[0]!.file.text()), baseName(files[0]!.path))
       }
       case "task":
         return yield* new ConfigError({ field: "data", reason: "internal: a task is not jsonl" })
     }
   })
 
-/** One file's lines as train, its last tenth (at least one line) as valid. */
-const holdOut = (text: string): Record<string, string> => {
-  const lines = text.split("\n").filter((line) => line.trim() !== "")
-  if (lines.length < 2) return { train: `${lines.join("\n")}\n` }
-  const cut = lines.length - Math.max(1, Math.round(lines.length / 10))
-  return { train: `${lines.slice(0, cut).join("\n")}\n`, valid: `${lines.slice(cut).join("\n")}\n` }
+/** One file's lines as train, its last tenth (at least one line) as valid. Blank lines are kept, so line numbers stay the file's. */
+const holdOut = (text: string, name: string): JsonlTexts => {
+  const lines = text.replace(/\n+$/, "").split("\n")
+  const filled = lines.filter((line) => line.trim() !== "").length
+  if (filled < 2) return { texts: { train: `${lines.join("\n")}\n` }, origins: { train: { name, offset: 0 } } }
+  // The cut falls after the line holding the (filled - held)-th example.
+  const held = Math.max(1, Math.round(filled / 10))
+  let seen = 0
+  let cut = 0
+  while (cut < lines.length && seen < filled - held) if (lines[cut++]!.trim() !== "") seen++
+  return {
+    texts: { train: `${lines.slice(0, cut).join("\n")}\n`, valid: `${lines.slice(cut).join("\n")}\n` },
+    origins: { train: { name, offset: 0 }, valid: { name, offset: cut } }
+  }
 }
 
 const promptOf = (line: string | undefined): string => {
@@ -78,15 +103,23 @@ const promptOf = (line: string | undefined): string => {
   }
 }
 
-const fromJsonl = (texts: Record<string, string>, describe: string, tokenizer: Tokenizer, maxLength: number) =>
+const fromJsonl = ({ texts, origins }: JsonlTexts, describe: string, tokenizer: Tokenizer, maxLength: number) =>
   Effect.gen(function* () {
     const handle = makeMemoryFileSystem()
     const fs = handle.fileSystem
     yield* Effect.orDie(fs.makeDirectory("/data", { recursive: true }))
     for (const [split, text] of Object.entries(texts)) yield* Effect.orDie(fs.writeFileString(`/data/${split}.jsonl`, text))
-    const dataset = yield* loadDataset("/data", tokenizer, { maxSeqLength: maxLength, required: ["train"] }).pipe(Effect.provideService(FileSystem.FileSystem, fs))
+    const dataset = yield* loadDataset("/data", tokenizer, { maxSeqLength: maxLength, required: ["train"] }).pipe(
+      Effect.provideService(FileSystem.FileSystem, fs),
+      Effect.mapError((error) => {
+        const origin = error._tag === "InvalidDataset" ? origins[baseName(error.path).replace(/\.jsonl$/, "")] : undefined
+        return origin === undefined || error._tag !== "InvalidDataset"
+          ? error
+          : new InvalidDataset({ path: origin.name, reason: error.reason, ...(error.line === undefined ? {} : { line: error.line + origin.offset }) })
+      })
+    )
     const truncated = (dataset.train?.truncated ?? 0) + (dataset.valid?.truncated ?? 0)
-    const firstLine = (texts.valid ?? texts.train ?? "").split("\n")[0]
+    const firstLine = (texts.valid ?? texts.train ?? "").split("\n").find((line) => line.trim() !== "")
     return {
       train: dataset.train!.examples,
       valid: dataset.valid?.examples ?? [],
@@ -124,7 +157,7 @@ const fromTask = (name: string, files: ReadonlyArray<DroppedFile>, tokenizer: To
       valid: encode(splits.dev),
       test: encode(splits.test),
       task: { task, test: splits.test },
-      samplePrompt: "",
+      samplePrompt: splits.test[0] === undefined ? "" : promptText(task, splits.test[0].fields),
       info: {
         describe: `task ${task.name} (MeZO's sampling, seed ${seed})`,
         train: splits.train.length,
