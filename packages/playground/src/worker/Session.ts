@@ -81,6 +81,18 @@ const yieldToEvents = () =>
     channel.port2.postMessage(undefined)
   })
 
+/** Settings that would run but cannot mean what the person wants, refused with the limit. */
+const refuseNonsense = (settings: TrainSettings, model: CausalLM) => {
+  const narrowest = Math.min(...model.linears().map((layer) => Math.min(layer.inFeatures, layer.outFeatures)))
+  if (settings.variant !== "vera" && settings.rank > narrowest) {
+    throw new ConfigError({ field: "rank", reason: `rank ${settings.rank} is more than the narrowest layer's width (${narrowest}): a low-rank update cannot have a higher rank than its matrix` })
+  }
+  const linkSteps = Math.floor(settings.steps / settings.links)
+  if (settings.method !== "lora" && settings.linkWarmup > 0 && settings.linkWarmup >= linkSteps) {
+    throw new ConfigError({ field: "linkWarmup", reason: `a warm-up of ${settings.linkWarmup} steps per link leaves nothing of links of ${linkSteps} steps: use fewer warm-up steps or fewer links` })
+  }
+}
+
 /** Fails with what the run needs and what the tab has, when the estimate exceeds the budget. */
 const checkFits = (name: string, config: ModelConfig, parameters: number, batch: number, length: number, advice: string) => {
   const estimate = estimateTrainingMemory(config, parameters, batch, length)
@@ -289,6 +301,7 @@ export class Session {
     if (settings.method !== "lora" && settings.links > settings.steps) {
       throw new ConfigError({ field: "links", reason: `${settings.links} links need at least ${settings.links} steps` })
     }
+    refuseNonsense(settings, loaded.model)
     checkFits(loaded.name, loaded.config, loaded.parameters, settings.batchSize, Math.min(settings.maxSeqLength, loaded.config.maxPositionEmbeddings), "Lower the batch size or the max length.")
     // The run's length and seed decide the tokenization and a task's sample.
     if (this.dataSource !== undefined && (this.dataKey.seed !== settings.seed || this.dataKey.maxLength !== settings.maxSeqLength)) {
