@@ -17,6 +17,8 @@ Usage: lora_reference.py --shape stories260K:3:15 --shape wide:2:9 [--threads N]
 Progress goes to stderr; the result is one JSON line on stdout.
 """
 import argparse
+import ctypes
+import gc
 import json
 import math
 import os
@@ -24,6 +26,7 @@ import platform
 import re
 import resource
 import sys
+import threading
 import time
 
 SHAPES = {
@@ -248,6 +251,49 @@ def build_peft(s, variant="lora"):
 # --- measurement ---------------------------------------------------------------------------------
 
 
+def rss_bytes():
+    """This process's resident set size (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+class RssPeak:
+    """Peak RSS above what the process held when entered, sampled every millisecond by a thread (torch
+    releases the GIL in its kernels, so the sampler runs during them). Entered before the model is built,
+    so the figure includes the weights, as the tfjs bench's engine bytes do. Freed memory is handed back
+    to the OS first (glibc's malloc_trim), so an earlier run's heap does not hide this one's."""
+
+    def __enter__(self):
+        gc.collect()
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+        self.base = rss_bytes()
+        self.peak = self.base
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while not self.done.wait(0.001):
+            self.peak = max(self.peak, rss_bytes())
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, rss_bytes())
+        return False
+
+    @property
+    def bytes(self):
+        return self.peak - self.base
+
+
 def new_optimizer(model):
     # Everything that trains: LoRA's A and B, DoRA's magnitude too, VeRA's lambda_b and lambda_d.
     params = [p for p in model.parameters() if p.requires_grad]
@@ -265,6 +311,13 @@ def knot(pairs, history):
 
 
 def run_method(build, s, ids, warmup, steps, chain):
+    with RssPeak() as peak:
+        result = timed_run(build, s, ids, warmup, steps, chain)
+    result["peakBytes"] = peak.bytes
+    return result
+
+
+def timed_run(build, s, ids, warmup, steps, chain):
     torch.manual_seed(SEED)
     model, loss_of, pairs = build(s)
     model.train()

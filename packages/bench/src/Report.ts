@@ -38,10 +38,11 @@ const throughputRow = (backend: string, shape: string, method: string, timing: M
   `${timing.warmup}+${timing.steps}`,
   fixed(timing.medianStepMs, 1),
   fixed(timing.tokensPerSecond, 0),
-  mib(timing.peakStepBytes),
+  mib(timing.peakStepBytes ?? timing.peakBytes),
   fixed(timing.achievedGflops, 1),
   percent(timing.ceilingFraction),
-  ratio(timing.tokensPerSecond, reference?.tokensPerSecond)
+  ratio(timing.tokensPerSecond, reference?.tokensPerSecond),
+  ratio(timing.peakStepBytes ?? timing.peakBytes, reference?.peakBytes)
 ]
 
 const colaRow = (backend: string, shape: string, lora: MethodTiming, cola: ColaTiming): ReadonlyArray<string> => [
@@ -50,7 +51,7 @@ const colaRow = (backend: string, shape: string, lora: MethodTiming, cola: ColaT
   `${cola.knotMs.length} in ${cola.steps} steps`,
   ratio(cola.medianStepMs, lora.medianStepMs),
   ratio(cola.windowMs, lora.windowMs),
-  ratio(cola.peakStepBytes, lora.peakStepBytes),
+  ratio(cola.peakStepBytes ?? cola.peakBytes, lora.peakStepBytes ?? lora.peakBytes),
   fixed(cola.medianKnotMs, 1),
   mib(cola.peakKnotBytes)
 ]
@@ -63,7 +64,7 @@ const variantRow = (backend: string, shape: string, name: string, lora: MethodTi
   shape,
   variantLabel(name),
   ratio(variant.medianStepMs, lora.medianStepMs),
-  ratio(variant.peakStepBytes, lora.peakStepBytes)
+  ratio(variant.peakStepBytes ?? variant.peakBytes, lora.peakStepBytes ?? lora.peakBytes)
 ]
 
 /** The Markdown report: machine, throughput, COLA/LoRA ratios, ceilings, and what did not run. */
@@ -87,8 +88,9 @@ export const renderMarkdown = (result: BenchResult): string => {
 
   out.push("## Throughput")
   out.push("")
-  out.push("Median over the timed steps after warm-up (steps column: warm-up + timed). Peak memory: tfjs engine bytes during one step (weights included). " +
-    "GFLOP/s from the analytic count (`src/Flops.ts`) and as a share of the same backend's float32 matmul ceiling; the last column is tokens/s over PyTorch's for the same shape and method.")
+  out.push("Median over the timed steps after warm-up (steps column: warm-up + timed). Peak memory: tfjs engine bytes during one step (weights included); " +
+    "PyTorch: peak resident memory above the process's before the model was built, over the run (weights, optimizer, activations and allocator slack included). " +
+    "GFLOP/s from the analytic count (`src/Flops.ts`) and as a share of the same backend's float32 matmul ceiling; the last two columns are tokens/s and peak memory over PyTorch's for the same shape and method.")
   out.push("")
   const rows: Array<ReadonlyArray<string>> = []
   for (const run of ok) {
@@ -106,7 +108,7 @@ export const renderMarkdown = (result: BenchResult): string => {
       for (const [name, timing] of Object.entries(shape.variants ?? {})) rows.push(throughputRow(torchLabel(torch), shape.shape, variantLabel(name), timing, timing))
     }
   }
-  out.push(table(["backend", "shape", "method", "steps", "ms/step", "tokens/s", "peak MiB", "GFLOP/s", "% of ceiling", "x PyTorch tok/s"], rows))
+  out.push(table(["backend", "shape", "method", "steps", "ms/step", "tokens/s", "peak MiB", "GFLOP/s", "% of ceiling", "x PyTorch tok/s", "x PyTorch peak"], rows))
   out.push("")
 
   out.push("## COLA / LoRA")

@@ -17,6 +17,11 @@ export interface MethodTiming {
   readonly windowMs: number
   /** Highest tfjs engine bytes during one (separate, untimed) step, weights included. */
   readonly peakStepBytes?: number
+  /**
+   * PyTorch rows: the peak resident memory above what the process held before the model was built,
+   * over the whole run (weights, optimizer state, activations and the allocator's slack included).
+   */
+  readonly peakBytes?: number
   readonly achievedGflops: number
   /** achievedGflops / the backend's matmul ceiling. */
   readonly ceilingFraction?: number

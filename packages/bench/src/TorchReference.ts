@@ -20,7 +20,14 @@ export class ReferenceFailed extends Data.TaggedError("ReferenceFailed")<{ reado
 
 export const referenceScript = fileURLToPath(new URL("../python/lora_reference.py", import.meta.url))
 
-export const defaultPython = (): string => process.env.PEFTKIT_BENCH_PYTHON ?? "/usr/bin/python3"
+/** The venv `pnpm bench:reference` creates (PyTorch 2.x + transformers + PEFT). */
+export const referenceVenvPython = fileURLToPath(new URL("../../../.peftkit/bench-venv/bin/python", import.meta.url))
+
+/**
+ * The reference's interpreter: PEFTKIT_BENCH_PYTHON, else the `pnpm bench:reference` venv, else
+ * Debian's /usr/bin/python3 (whose python3-torch is 1.13 without PEFT: the named fallback).
+ */
+export const defaultPython = (): string => process.env.PEFTKIT_BENCH_PYTHON ?? (existsSync(referenceVenvPython) ? referenceVenvPython : "/usr/bin/python3")
 
 export interface TorchPlan {
   readonly shape: BenchShape

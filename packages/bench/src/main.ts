@@ -30,8 +30,9 @@ const usage = `usage: peftkit-bench [--backends wasm,webgpu,node-gpu,node,cpu] [
   --steps      timed steps per method (default per shape: stories260K 15, wide 9; lowered
                automatically on slow backends when not given)
   --warmup     untimed steps first (default: stories260K 3, wide 2)
-  --no-torch   skip the PyTorch reference (python/lora_reference.py, run with /usr/bin/python3
-               or $PEFTKIT_BENCH_PYTHON)
+  --no-torch   skip the PyTorch reference (python/lora_reference.py: PyTorch 2.x + transformers +
+               PEFT from the venv \`pnpm bench:reference\` makes, or $PEFTKIT_BENCH_PYTHON; without
+               either, Debian's /usr/bin/python3 as a named fallback)
   --out        report directory (default reports/bench)`
 
 /** Backends tried when none are named; the plain JS cpu backend is opt-in. */

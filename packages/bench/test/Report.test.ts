@@ -69,6 +69,14 @@ describe("renderMarkdown", () => {
     expect(markdown).toContain("| pytorch 1.13.0a0 | stories260K | LoRA | 1+3 | 500.0 | 4096 | n/a | 8.4 | 20.0% | 1.00x |")
   })
 
+  it("gives tfjs's peak memory over PyTorch's when the reference measured it (PEFT runs report peakBytes)", () => {
+    if (result.torch.status !== "ok") throw new Error("fixture")
+    const shape = result.torch.shapes[0]!
+    const withPeak = renderMarkdown({ ...result, torch: { ...result.torch, shapes: [{ ...shape, lora: { ...shape.lora, peakBytes: 80 * 2 ** 20 } }] } })
+    expect(withPeak).toContain("| wasm | stories260K | LoRA | 1+3 | 400.0 | 5120 | 100.0 | 10.5 | 25.0% | 1.25x | 1.25x |")
+    expect(withPeak).toContain("| pytorch 1.13.0a0 | stories260K | LoRA | 1+3 | 500.0 | 4096 | 80.0 | 8.4 | 20.0% | 1.00x | 1.00x |")
+  })
+
   it("has the COLA / LoRA ratios and the knot", () => {
     expect(markdown).toContain("| wasm | stories260K | 2 in 3 steps | 1.01x | 1.02x | 1.00x | 3.0 | 90.0 |")
   })
