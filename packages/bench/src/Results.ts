@@ -2,6 +2,7 @@
  * The benchmark's result, as JSON: what each backend's child process prints, what the PyTorch
  * reference prints (mapped), and what `reports/bench/latest.json` holds. Plain data, no tensors.
  */
+import type { InterleavedRatio } from "./InterleavedRatio.js"
 import type { BackendInfo } from "@peftkit/core"
 import type { ShapeName } from "./Shapes.js"
 
@@ -46,6 +47,8 @@ export interface ShapeResult {
   readonly cola: ColaTiming
   /** Other adapter variants (DoRA, VeRA), by name, with LoRA's steps on the same shape. */
   readonly variants?: Readonly<Record<string, MethodTiming>>
+  /** COLA's step time over LoRA's from interleaved rounds, with a 95% interval (absent with --ratio-rounds 0). */
+  readonly colaRatio?: InterleavedRatio
 }
 
 export interface MatmulCeiling {

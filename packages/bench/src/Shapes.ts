@@ -16,6 +16,9 @@ export interface BenchShape {
   /** Default warm-up and timed steps: chosen so a full `pnpm bench` stays within minutes on 2 cores. */
   readonly defaultWarmup: number
   readonly defaultSteps: number
+  /** The interleaved COLA/LoRA ratio (`InterleavedRatio.ts`): rounds, and steps per method per round. */
+  readonly defaultRatioRounds: number
+  readonly ratioBlockSteps: number
 }
 
 const llama = (fields: Pick<LlamaConfig, "vocabSize" | "hiddenSize" | "intermediateSize" | "numHiddenLayers" | "numAttentionHeads" | "numKeyValueHeads" | "tieWordEmbeddings">): LlamaConfig => ({
@@ -40,7 +43,9 @@ export const stories260K: BenchShape = {
   batch: 8,
   seqLen: 256,
   defaultWarmup: 3,
-  defaultSteps: 15
+  defaultSteps: 15,
+  defaultRatioRounds: 12,
+  ratioBlockSteps: 5
 }
 
 /** A wider stack where matmul throughput dominates: the honest test against a BLAS. */
@@ -50,7 +55,9 @@ export const wide: BenchShape = {
   batch: 4,
   seqLen: 128,
   defaultWarmup: 2,
-  defaultSteps: 9
+  defaultSteps: 9,
+  defaultRatioRounds: 8,
+  ratioBlockSteps: 3
 }
 
 export const shapes: Readonly<Record<ShapeName, BenchShape>> = { stories260K, wide }

@@ -8,32 +8,25 @@
  * profiles every kernel, which would distort the timings). The number of live tensors is checked
  * around each timed window: a step or a knot that leaks fails the shape loudly.
  */
-import { type BackendName, type Optimizer, type Parameter, selectBackend, trainStep, AdapterSet, measurePeakBytes, firstLine } from "@peftkit/core"
+import { AdapterSet, type BackendName, firstLine, measurePeakBytes, selectBackend } from "@peftkit/core"
 import { providers as cpuProviders } from "@peftkit/backend-cpu"
 import { providers as nodeProviders } from "@peftkit/backend-node"
 import { providers as webgpuProviders } from "@peftkit/backend-webgpu"
 import { Chain } from "@peftkit/cola"
-import { lora, loraConfig } from "@peftkit/lora"
-import { causalLmLoss, Llama } from "@peftkit/models"
-import { adamw } from "@peftkit/optimizers"
+import { lora } from "@peftkit/lora"
 import * as tf from "@tensorflow/tfjs-core"
-import { Cause, Data, Effect } from "effect"
+import { Cause, Effect } from "effect"
 import { type BenchVariant, benchVariants } from "./BenchVariants.js"
 import { gflopsPerSecond, loraStepFlops } from "./Flops.js"
 import { measureMatmulCeiling } from "./MatmulCeiling.js"
+import { type Batch, adapterConfig, checkTensors, makeHarness, newModel, newOptimizer, peakOfStep, runStep } from "./Harness.js"
+import { runInterleaved } from "./InterleavedRatio.js"
 import { median } from "./Median.js"
 import type { BackendRun, ColaTiming, MatmulCeiling, MethodTiming, ShapeResult } from "./Results.js"
 import { type BenchShape, knotOffsets, recipe, tokenIds, tokensPerBatch } from "./Shapes.js"
 
 /** Every provider peftkit ships; passed to `selectBackend` so nothing is discovered by path. */
 export const allProviders = [...nodeProviders, ...webgpuProviders, ...cpuProviders]
-
-/** A step or knot left more tensors alive than it found: a memory leak. */
-export class TensorLeak extends Data.TaggedError("TensorLeak")<{ readonly what: string; readonly before: number; readonly after: number }> {
-  override get message(): string {
-    return `tensor leak in ${this.what}: tf.memory().numTensors went from ${this.before} to ${this.after}`
-  }
-}
 
 export interface RunOptions {
   /** Warm-up steps; undefined: the shape's default. */
@@ -42,83 +35,10 @@ export interface RunOptions {
   readonly steps?: number
   /** Time allowed for one timed window when `steps` is not given (default 30 s). */
   readonly budgetMs?: number
+  /** Rounds of the interleaved COLA/LoRA ratio; undefined: the shape's default; 0: not measured. */
+  readonly ratioRounds?: number
   readonly log: (line: string) => void
 }
-
-interface Batch {
-  readonly inputIds: tf.Tensor2D
-  readonly lossMask: tf.Tensor2D
-}
-
-/** The model, its loss and the step function: everything one method's run needs. */
-interface Harness {
-  readonly model: Llama
-  readonly optimizer: Optimizer
-  readonly step: (step: number) => tf.Scalar
-}
-
-const makeHarness = (batch: Batch, optimizer: Optimizer, model: Llama): Harness => {
-  // Like the trainer's parameterIndex: rebuilt only when the optimizer's groups change (at knots).
-  let groups: Optimizer["groups"] | undefined
-  let parameters = { variables: [] as Array<tf.Variable>, names: new Map<string, string>() }
-  const options = {
-    loss: (b: Batch, training: boolean) => causalLmLoss(model.forward(b.inputIds, { training }), b.inputIds, b.lossMask),
-    // The same resident batch every step: no upload in the timed path (the reference does the same).
-    batch: () => batch,
-    optimizer
-  }
-  return {
-    model,
-    optimizer,
-    step: (step) => {
-      if (groups !== optimizer.groups) {
-        groups = optimizer.groups
-        const params: Array<Parameter> = groups.flatMap((group) => group.params)
-        parameters = { variables: params.map((p) => p.variable), names: new Map(params.map((p) => [p.variable.name, p.name])) }
-      }
-      return trainStep(options, step, recipe.learningRate, parameters)
-    }
-  }
-}
-
-/** Runs one step to completion; returns its wall time and loss. */
-const runStep = (harness: Harness, step: number) =>
-  Effect.promise(async () => {
-    const started = performance.now()
-    const loss = harness.step(step)
-    const value = (await loss.data())[0]!
-    const ms = performance.now() - started
-    loss.dispose()
-    return { ms, loss: value }
-  })
-
-/** One step under `measurePeakBytes`: its peak engine bytes (weights, optimizer state and activations). */
-const peakOfStep = (harness: Harness, step: number) =>
-  Effect.promise(async () => {
-    const { peakBytes } = await measurePeakBytes(async () => {
-      const loss = harness.step(step)
-      await loss.data()
-      loss.dispose()
-    })
-    return peakBytes
-  })
-
-const checkTensors = (what: string, before: number) =>
-  Effect.suspend(() => {
-    const after = tf.memory().numTensors
-    return after > before ? Effect.fail(new TensorLeak({ what, before, after })) : Effect.void
-  })
-
-const newModel = (shape: BenchShape): Llama => {
-  const model = Llama.init(shape.config, recipe.seed)
-  model.setTrainable(false)
-  return model
-}
-
-const adapterConfig = () =>
-  loraConfig({ r: recipe.rank, alpha: recipe.alpha, dropout: recipe.dropout, targetModules: [...recipe.targetModules] })
-
-const newOptimizer = () => adamw([], { lr: recipe.learningRate, weightDecay: recipe.weightDecay })
 
 const summarise = (
   shape: BenchShape,
@@ -267,7 +187,11 @@ export const runShape = (shape: BenchShape, ceiling: MatmulCeiling, options: Run
       // Other variants time as many steps as LoRA did; the FLOP count (and so GFLOP/s) is LoRA's.
       const variants: Record<string, MethodTiming> = {}
       for (const run of benchVariants) variants[run.name] = yield* runAdapter(shape, batch, flops, ceiling, options, `${tag} ${shape.name}`, run, loraTiming.steps)
-      return { shape: shape.name, tokensPerBatch: tokensPerBatch(shape), flopsPerStep: flops, lora: loraTiming, cola, variants } satisfies ShapeResult
+      const rounds = options.ratioRounds ?? shape.defaultRatioRounds
+      const colaRatio = rounds >= 2
+        ? yield* runInterleaved(shape, batch, { warmup: options.warmup ?? shape.defaultWarmup, rounds, blockSteps: shape.ratioBlockSteps }, options.log, `${tag} ${shape.name}`)
+        : undefined
+      return { shape: shape.name, tokensPerBatch: tokensPerBatch(shape), flopsPerStep: flops, lora: loraTiming, cola, variants, ...(colaRatio === undefined ? {} : { colaRatio }) } satisfies ShapeResult
     }).pipe(Effect.ensuring(Effect.sync(() => {
       batch.inputIds.dispose()
       batch.lossMask.dispose()
