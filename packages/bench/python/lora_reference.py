@@ -32,6 +32,7 @@ import time
 SHAPES = {
     "stories260K": dict(vocab=512, hidden=64, intermediate=172, layers=5, heads=8, kv_heads=4, tied=True, batch=8, seq=256),
     "wide": dict(vocab=8192, hidden=768, intermediate=2048, layers=4, heads=12, kv_heads=12, tied=False, batch=4, seq=128),
+    "smollm135M": dict(vocab=49152, hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, tied=True, batch=1, seq=256),
 }
 RANK = 8
 ALPHA = 16

@@ -161,7 +161,10 @@ export const renderMarkdown = (result: BenchResult): string => {
   if (torch.status === "ok") ceilingRows.push([torchLabel(torch), `CPU, ${torch.threads} threads`, `${torch.ceiling.size}^3`, fixed(torch.ceiling.medianMs, 1), fixed(torch.ceiling.gflops, 1)])
   out.push(table(["backend", "device", "float32 matmul", "ms", "GFLOP/s"], ceilingRows))
 
-  const failures = ok.flatMap((run) => run.failures.map((failure) => `- ${run.backend} ${failure.shape}: ${failure.reason}`))
+  const failures = ok.flatMap((run) => [
+    ...run.failures.map((failure) => `- ${run.backend} ${failure.shape}: ${failure.reason}`),
+    ...run.shapes.flatMap((shape) => Object.entries(shape.variantFailures ?? {}).map(([name, reason]) => `- ${run.backend} ${shape.shape} ${variantLabel(name)}: ${reason}`))
+  ])
   if (failures.length > 0) {
     out.push("")
     out.push("## Failed")

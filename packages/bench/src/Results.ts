@@ -47,6 +47,8 @@ export interface ShapeResult {
   readonly cola: ColaTiming
   /** Other adapter variants (DoRA, VeRA), by name, with LoRA's steps on the same shape. */
   readonly variants?: Readonly<Record<string, MethodTiming>>
+  /** Variants that failed on this shape, with why (the shape's other rows stand). */
+  readonly variantFailures?: Readonly<Record<string, string>>
   /** COLA's step time over LoRA's from interleaved rounds, with a 95% interval (absent with --ratio-rounds 0). */
   readonly colaRatio?: InterleavedRatio
 }

@@ -1,12 +1,13 @@
 /**
- * The two fixed workloads of the benchmark (issue 5) and the fine-tuning recipe they share. The
- * PyTorch reference (`python/lora_reference.py`) hard-codes the same numbers: change both together.
+ * The fixed workloads of the benchmark and the fine-tuning recipe they share: stories260K and a wide
+ * stack (issue 5), and SmolLM-135M's shape, the scale people fine-tune in JS (issue 13). The PyTorch
+ * reference (`python/lora_reference.py`) hard-codes the same numbers: change both together.
  */
 import type { LlamaConfig } from "@peftkit/models"
 
-export type ShapeName = "stories260K" | "wide"
+export type ShapeName = "stories260K" | "wide" | "smollm135M"
 
-export const shapeNames: ReadonlyArray<ShapeName> = ["stories260K", "wide"]
+export const shapeNames: ReadonlyArray<ShapeName> = ["stories260K", "wide", "smollm135M"]
 
 export interface BenchShape {
   readonly name: ShapeName
@@ -60,7 +61,23 @@ export const wide: BenchShape = {
   ratioBlockSteps: 3
 }
 
-export const shapes: Readonly<Record<ShapeName, BenchShape>> = { stories260K, wide }
+/**
+ * SmolLM-135M's architecture with random weights (dim 576, 30 layers, 9 heads on 3 kv heads, MLP
+ * 1536, vocab 49152, tied head), one sequence of 256 tokens: what a person fine-tunes in a browser.
+ * Few steps: a wasm step takes seconds here. The interleaved ratio is opt-in (`--ratio-rounds`).
+ */
+export const smollm135M: BenchShape = {
+  name: "smollm135M",
+  config: llama({ vocabSize: 49152, hiddenSize: 576, intermediateSize: 1536, numHiddenLayers: 30, numAttentionHeads: 9, numKeyValueHeads: 3, tieWordEmbeddings: true }),
+  batch: 1,
+  seqLen: 256,
+  defaultWarmup: 1,
+  defaultSteps: 3,
+  defaultRatioRounds: 0,
+  ratioBlockSteps: 3
+}
+
+export const shapes: Readonly<Record<ShapeName, BenchShape>> = { stories260K, wide, smollm135M }
 
 export const isShapeName = (value: string): value is ShapeName => Object.prototype.hasOwnProperty.call(shapes, value)
 

@@ -186,12 +186,30 @@ export const runShape = (shape: BenchShape, ceiling: MatmulCeiling, options: Run
       const cola = yield* runCola(shape, batch, flops, ceiling, loraTiming.warmup, loraTiming.steps, options, `${tag} ${shape.name}`)
       // Other variants time as many steps as LoRA did; the FLOP count (and so GFLOP/s) is LoRA's.
       const variants: Record<string, MethodTiming> = {}
-      for (const run of benchVariants) variants[run.name] = yield* runAdapter(shape, batch, flops, ceiling, options, `${tag} ${shape.name}`, run, loraTiming.steps)
+      const variantFailures: Record<string, string> = {}
+      for (const run of benchVariants) {
+        // A variant that fails (out of wasm memory on a large shape) keeps LoRA's and COLA's rows.
+        const outcome = yield* Effect.exit(runAdapter(shape, batch, flops, ceiling, options, `${tag} ${shape.name}`, run, loraTiming.steps))
+        if (outcome._tag === "Success") variants[run.name] = outcome.value
+        else {
+          variantFailures[run.name] = `${firstLine(Cause.squash(outcome.cause))} (engine holds ${(tf.memory().numBytes / 2 ** 20).toFixed(0)} MiB after the failure)`
+          options.log(`${tag} ${shape.name} ${run.name}: FAILED: ${variantFailures[run.name]}`)
+        }
+      }
       const rounds = options.ratioRounds ?? shape.defaultRatioRounds
       const colaRatio = rounds >= 2
         ? yield* runInterleaved(shape, batch, { warmup: options.warmup ?? shape.defaultWarmup, rounds, blockSteps: shape.ratioBlockSteps }, options.log, `${tag} ${shape.name}`)
         : undefined
-      return { shape: shape.name, tokensPerBatch: tokensPerBatch(shape), flopsPerStep: flops, lora: loraTiming, cola, variants, ...(colaRatio === undefined ? {} : { colaRatio }) } satisfies ShapeResult
+      return {
+        shape: shape.name,
+        tokensPerBatch: tokensPerBatch(shape),
+        flopsPerStep: flops,
+        lora: loraTiming,
+        cola,
+        variants,
+        ...(Object.keys(variantFailures).length === 0 ? {} : { variantFailures }),
+        ...(colaRatio === undefined ? {} : { colaRatio })
+      } satisfies ShapeResult
     }).pipe(Effect.ensuring(Effect.sync(() => {
       batch.inputIds.dispose()
       batch.lossMask.dispose()

@@ -27,9 +27,9 @@ const usage = `usage: peftkit-bench [--backends wasm,webgpu,node-gpu,node,cpu] [
 
   --backends   default: each of wasm, webgpu, node-gpu, node that loads here (cpu, the plain JS
                backend, only when named: it is about 50x slower)
-  --steps      timed steps per method (default per shape: stories260K 15, wide 9; lowered
+  --steps      timed steps per method (default per shape: stories260K 15, wide 9, smollm135M 3; lowered
                automatically on slow backends when not given)
-  --warmup     untimed steps first (default: stories260K 3, wide 2)
+  --warmup     untimed steps first (default: stories260K 3, wide 2, smollm135M 1)
   --ratio-rounds  rounds of the interleaved COLA/LoRA step-time ratio with its 95% interval
                (default: stories260K 10 rounds of 4 steps each, wide 6 of 3; 0 skips it)
   --no-torch   skip the PyTorch reference (python/lora_reference.py: PyTorch 2.x + transformers +
