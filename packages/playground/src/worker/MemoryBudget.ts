@@ -35,6 +35,3 @@ export const estimateTrainingMemory = (config: ModelConfig, parameters: number, 
 
 /** The tensor bytes this tab can give a model. */
 export const tabBudget = (): number => WASM32_LIMIT
-
-export const formatBytes = (bytes: number): string =>
-  bytes >= 1024 ** 3 ? `${(bytes / 1024 ** 3).toFixed(2)} GiB` : bytes >= 1024 ** 2 ? `${(bytes / 1024 ** 2).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`

@@ -8,6 +8,7 @@ import { FileSystem } from "@effect/platform"
 import {
   Backend,
   ConfigError,
+  formatBytes,
   loadAdapter,
   type MemoryFileSystemHandle,
   makeMemoryFileSystem,
@@ -30,7 +31,7 @@ import { vera } from "@peftkit/vera"
 import { Effect } from "effect"
 import { zipSync } from "fflate"
 import type { BackendChoice, DataSource, DownloadKind, FromWorker, ModelInfo, ModelSource, ProgressPoint, TrainSettings } from "../protocol.js"
-import { estimateTrainingMemory, formatBytes, tabBudget } from "./MemoryBudget.js"
+import { estimateTrainingMemory, tabBudget, TRAINING_WEIGHT_FACTOR } from "./MemoryBudget.js"
 import { type ActiveMethod, setupMethod } from "./MethodSetup.js"
 import { NOT_A_MODEL, type SortedModelFiles, sortModelFiles } from "./ModelFiles.js"
 import { meanLoss, type Probe, probeLogits } from "./ModelMeasures.js"
@@ -70,15 +71,17 @@ interface TrainedResult {
   readonly trainable: number
 }
 
-/** A macrotask boundary: lets the worker see a Stop message between steps (promises alone do not). */
+/**
+ * A macrotask boundary: lets the worker see a Stop message between steps (promises alone do not).
+ * One channel for the worker's life; each call waits for its own message back.
+ */
+const stepChannel = new MessageChannel()
+const waitingSteps: Array<() => void> = []
+stepChannel.port1.onmessage = () => waitingSteps.shift()?.()
 const yieldToEvents = () =>
   Effect.async<void>((resume) => {
-    const channel = new MessageChannel()
-    channel.port1.onmessage = () => {
-      channel.port1.close()
-      resume(Effect.void)
-    }
-    channel.port2.postMessage(undefined)
+    waitingSteps.push(() => resume(Effect.void))
+    stepChannel.port2.postMessage(undefined)
   })
 
 /** Settings that would run but cannot mean what the person wants, refused with the limit. */
@@ -100,7 +103,7 @@ const checkFits = (name: string, config: ModelConfig, parameters: number, batch:
   if (estimate.total <= budget) return
   throw new ConfigError({
     field: "model",
-    reason: `${name} (${(parameters / 1e6).toFixed(parameters < 1e7 ? 2 : 0)}M parameters) needs about ${formatBytes(estimate.total)} to train in this tab at batch ${batch} x ${length} tokens (${formatBytes(estimate.weights)} of float32 weights, about 3.9 times that while training, plus ${formatBytes(estimate.activations)} of activations); the tab has about ${formatBytes(budget)} (a wasm module addresses at most 4 GiB). ${advice}`
+    reason: `${name} (${(parameters / 1e6).toFixed(parameters < 1e7 ? 2 : 0)}M parameters) needs about ${formatBytes(estimate.total)} to train in this tab at batch ${batch} x ${length} tokens (${formatBytes(estimate.weights)} of float32 weights, about ${TRAINING_WEIGHT_FACTOR} times that while training, plus ${formatBytes(estimate.activations)} of activations); the tab has about ${formatBytes(budget)} (a wasm module addresses at most 4 GiB). ${advice}`
   })
 }
 
