@@ -7,14 +7,15 @@
  * `load` also installs peftkit's fast paths for wasm, so model, adapter and attention code calls
  * plain tfjs ops: kernel overrides (matmuls with transposes on XNNPACK and kept transposes of
  * frozen weights, a copying Slice and Reverse, an Identity that shares data, row-parallel matmuls
- * in Node) and the blockwise
- * `attention` op (core's `BackendOps`).
+ * in Node) and the `attention` op (core's `BackendOps`): one fused SIMD kernel per direction
+ * (`kernels/attention.ts`), blockwise where the runtime has no SIMD.
  */
 import { activateTfjsBackend, backendUnavailable, firstLine, registerBackendOps } from "@peftkit/core"
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { blockwiseAttention } from "./internal/blockwiseAttention.js"
+import { fusedAttention, loadFusedAttention } from "./internal/fusedAttention.js"
 import { installContinuousSlice } from "./internal/continuousSlice.js"
 import { installCopyReverse } from "./internal/copyReverse.js"
 import { installSharedIdentity } from "./internal/sharedIdentity.js"
@@ -91,7 +92,9 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
     installContinuousSlice()
     installCopyReverse()
     installSharedIdentity()
-    registerBackendOps("wasm", { attention: blockwiseAttention })
+    // Fused attention needs WebAssembly SIMD; without it attention stays blockwise.
+    const fused = features.simd && (yield* Effect.promise(() => loadFusedAttention()))
+    registerBackendOps("wasm", { attention: fused ? fusedAttention : blockwiseAttention })
     const matMulThreads = yield* parallelMatMulInNode(options.threads)
     const threads = Math.max(module.getThreadsCount(), matMulThreads)
     const detail = `${features.simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}${matMulThreads > 1 ? " for matmuls" : ""}`
@@ -105,6 +108,7 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
         threads,
         multithreadSupported: features.multithread,
         matMulThreads,
+        fusedAttention: fused,
         version: module.version_wasm
       }
     } satisfies BackendInfo
