@@ -10,47 +10,20 @@
 // Layouts (float32, row-major): q, out, dq [b, heads, t, d]; k, v, dk, dv [b, kvHeads, L, d];
 // bias [biasBatch ? b : 1, 1, biasRows, L] (biasRows is t or 1); stats [b, heads, t, 2]. Query head
 // h = kvHead * groups + i uses kv head kvHead (grouped-query attention). The caller owns all memory:
-// JS copies operands in at offsets past heapBase() and results out.
+// JS copies operands in at offsets past heapBase() and results out. Each call covers the
+// (batch row, kv head) blocks [blockStart, blockEnd): blocks share nothing they write, so threads
+// on one shared memory (the `-shared` build) each take a range, with their own spans and scratch.
 //
 // Masked keys carry a large negative bias (-1e9). Columns of a row outside the span of its unmasked
 // keys are skipped: their probabilities are exactly 0 in float32, so skipping changes no value. A
 // row with no unmasked key is computed over every column, as the plain softmax would.
 
+import { exp1, exp4 } from "./exp"
+
 const MASK_THRESHOLD: f32 = -1.0e8
 
 export function heapBase(): usize {
   return __heap_base
-}
-
-// exp of 4 floats: cephes' expf polynomial after range reduction by ln 2, with the "magic bias"
-// rounding (x log2(e) + 1.5 * 2^23 + 127 leaves round(x log2(e)) + 127 in the low mantissa bits, so
-// 2^n is one shift; no float-to-int conversion). Inputs are clamped to [-86, 88.7] so no
-// intermediate is subnormal (slow on x86); results below -87.34 (where expf underflows) are 0.
-// @ts-ignore: decorator
-@inline
-function exp4(x: v128): v128 {
-  const underflow = f32x4.lt(x, f32x4.splat(-87.33654))
-  const clamped = f32x4.min(f32x4.max(x, f32x4.splat(-86.0)), f32x4.splat(88.72283))
-  const magic = f32x4.splat(12583039.0)
-  const biased = f32x4.add(f32x4.mul(clamped, f32x4.splat(1.44269504088896341)), magic)
-  const n = f32x4.sub(biased, magic)
-  const scale = i32x4.shl(biased, 23)
-  let r = f32x4.sub(clamped, f32x4.mul(n, f32x4.splat(0.693359375)))
-  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)))
-  let p = f32x4.splat(1.9875691500e-4)
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3))
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3))
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2))
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1))
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1))
-  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1.0))
-  return v128.andnot(f32x4.mul(p, scale), underflow)
-}
-
-// @ts-ignore: decorator
-@inline
-function exp1(x: f32): f32 {
-  return f32x4.extract_lane(exp4(f32x4.splat(x)), 0)
 }
 
 // First and one-past-last unmasked column of a bias row (the whole row when none is unmasked), and
@@ -391,7 +364,7 @@ function rowOf(r: i32): i32 {
 export function attentionForward(
   q: usize, k: usize, v: usize, bias: usize, out: usize, stats: usize, spans: usize, scratch: usize,
   b: i32, heads: i32, kvHeads: i32, t: i32, length: i32, d: i32,
-  hasBias: i32, biasBatch: i32, biasRows: i32
+  hasBias: i32, biasBatch: i32, biasRows: i32, blockStart: i32, blockEnd: i32
 ): void {
   const groups = heads / kvHeads
   if (hasBias != 0) computeSpans(bias, (biasBatch != 0 ? b : 1) * biasRows, length, spans)
@@ -399,9 +372,11 @@ export function attentionForward(
   const scores = scratch + ((<usize>d * length) << 2)
   const stride = <usize>length << 2
   const blockRows = groups * t
-  for (let bi = 0; bi < b; bi++) {
-    for (let kh = 0; kh < kvHeads; kh++) {
-      const block = (<usize>(bi * kvHeads + kh) * length * d) << 2
+  for (let blk = blockStart; blk < blockEnd; blk++) {
+    {
+      const bi = blk / kvHeads
+      const kh = blk % kvHeads
+      const block = (<usize>blk * length * d) << 2
       transpose(k + block, kt, length, d)
       const first = (bi * heads + kh * groups) * t
       for (let r = 0; r < blockRows; r += 4) {
@@ -432,7 +407,7 @@ export function attentionBackward(
   q: usize, k: usize, v: usize, bias: usize, out: usize, dout: usize, stats: usize,
   dq: usize, dk: usize, dv: usize, spans: usize, scratch: usize,
   b: i32, heads: i32, kvHeads: i32, t: i32, length: i32, d: i32,
-  hasBias: i32, biasBatch: i32, biasRows: i32
+  hasBias: i32, biasBatch: i32, biasRows: i32, blockStart: i32, blockEnd: i32
 ): void {
   const groups = heads / kvHeads
   if (hasBias != 0) computeSpans(bias, (biasBatch != 0 ? b : 1) * biasRows, length, spans)
@@ -443,11 +418,14 @@ export function attentionBackward(
   const dscores = probs + 4 * stride
   const rowBytes = <usize>d << 2
   const blockRows = groups * t
-  memory.fill(dk, 0, (<usize>b * kvHeads * length * d) << 2)
-  memory.fill(dv, 0, (<usize>b * kvHeads * length * d) << 2)
-  for (let bi = 0; bi < b; bi++) {
-    for (let kh = 0; kh < kvHeads; kh++) {
-      const block = (<usize>(bi * kvHeads + kh) * length * d) << 2
+  const blockBytes = (<usize>length * d) << 2
+  memory.fill(dk + <usize>blockStart * blockBytes, 0, <usize>(blockEnd - blockStart) * blockBytes)
+  memory.fill(dv + <usize>blockStart * blockBytes, 0, <usize>(blockEnd - blockStart) * blockBytes)
+  for (let blk = blockStart; blk < blockEnd; blk++) {
+    {
+      const bi = blk / kvHeads
+      const kh = blk % kvHeads
+      const block = <usize>blk * blockBytes
       transpose(k + block, kt, length, d)
       transpose(v + block, vt, length, d)
       const first = (bi * heads + kh * groups) * t

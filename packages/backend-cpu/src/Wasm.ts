@@ -19,6 +19,7 @@ import { fusedAttention, loadFusedAttention } from "./internal/fusedAttention.js
 import { installContinuousSlice } from "./internal/continuousSlice.js"
 import { installCopyReverse } from "./internal/copyReverse.js"
 import { installSharedIdentity } from "./internal/sharedIdentity.js"
+import { installSimdExp } from "./internal/simdExp.js"
 import { cpuPackage, cpuPackageInstall } from "./internal/packageInfo.js"
 import { installTransposeFreeMatMul } from "./internal/transposeFreeMatMul.js"
 
@@ -93,11 +94,14 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
     installCopyReverse()
     installSharedIdentity()
     // Fused attention needs WebAssembly SIMD; without it attention stays blockwise.
-    const fused = features.simd && (yield* Effect.promise(() => loadFusedAttention()))
+    const attentionThreads = features.simd ? yield* Effect.promise(() => loadFusedAttention(options.threads)) : 0
+    const fused = attentionThreads > 0
+    const simdExp = features.simd && (yield* Effect.promise(() => installSimdExp()))
     registerBackendOps("wasm", { attention: fused ? fusedAttention : blockwiseAttention })
     const matMulThreads = yield* parallelMatMulInNode(options.threads)
-    const threads = Math.max(module.getThreadsCount(), matMulThreads)
-    const detail = `${features.simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}${matMulThreads > 1 ? " for matmuls" : ""}`
+    const threads = Math.max(module.getThreadsCount(), matMulThreads, attentionThreads)
+    const parallel = [matMulThreads > 1 ? "matmuls" : "", attentionThreads > 1 ? "attention" : ""].filter((s) => s !== "").join(" and ")
+    const detail = `${features.simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}${parallel === "" ? "" : ` for ${parallel}`}`
     return {
       name: "wasm",
       tfjsName: "wasm",
@@ -109,6 +113,8 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
         multithreadSupported: features.multithread,
         matMulThreads,
         fusedAttention: fused,
+        attentionThreads,
+        simdExp,
         version: module.version_wasm
       }
     } satisfies BackendInfo

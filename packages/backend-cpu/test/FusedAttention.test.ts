@@ -5,6 +5,7 @@
  * query rows that do not fill a tile of 4; t < L as in cached generation; grouped-query heads; causal,
  * padding, per-batch and absent biases; rows whose keys are all masked). Each case also checks that
  * the fused kernels ran (by name, in `tf.profile`), not the blockwise fallback, and that nothing leaks.
+ * The last two cases are large enough to be split over worker threads in Node.
  */
 import { Backend, backendOps } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
@@ -79,7 +80,10 @@ const cases: ReadonlyArray<Case> = [
   { b: 1, heads: 2, kvHeads: 2, t: 21, length: 21, d: 64, bias: "causal" },
   { b: 2, heads: 4, kvHeads: 2, t: 1, length: 11, d: 4, bias: "causal" },
   { b: 2, heads: 2, kvHeads: 1, t: 3, length: 10, d: 16, bias: "causal+padding" },
-  { b: 1, heads: 3, kvHeads: 3, t: 6, length: 6, d: 8, bias: "none" }
+  { b: 1, heads: 3, kvHeads: 3, t: 6, length: 6, d: 8, bias: "none" },
+  // Above MIN_PARALLEL_WORK: in Node the blocks are split over worker threads (2 blocks, 2 threads).
+  { b: 2, heads: 4, kvHeads: 1, t: 64, length: 64, d: 64, bias: "causal+padding" },
+  { b: 3, heads: 6, kvHeads: 3, t: 96, length: 96, d: 8, bias: "causal" }
 ]
 
 /** float32 sums in a different order: the error grows with the head size (summed over) and L. */

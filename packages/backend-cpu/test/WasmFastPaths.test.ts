@@ -203,3 +203,28 @@ describe("row-parallel matmul (Node worker threads)", () => {
     actual.forEach((pair, i) => pair.forEach((values, j) => close(values, expected[i]![j]!, 1e-4)))
   })
 })
+
+describe("the SIMD Exp kernel", () => {
+  it("is within 2 float32 ulps of exp over [-87, 88], exact at the edges (0, Infinity, NaN), with tfjs's gradient, without leaks", async () => {
+    await use("wasm")
+    const specials = [-Infinity, -1e9, -100, -87.5, 0, -0, 88.8, 1e9, Infinity, Number.NaN]
+    const expectedSpecials = [0, 0, 0, 0, 1, 1, Infinity, Infinity, Infinity, Number.NaN]
+    const grid = Array.from({ length: 4001 }, (_, i) => -87 + (175 * i) / 4000)
+    const before = tf.memory().numTensors
+    const [values, gradient] = tf.tidy(() => {
+      const x = tf.tensor1d([...specials, ...grid, 1e-3, -1e-3, 0.5])
+      const dy = tf.onesLike(x)
+      return [tf.exp(x).dataSync().slice(), tf.grad((z: tf.Tensor) => tf.sum(tf.mul(tf.exp(z), dy)))(x).dataSync().slice()]
+    })
+    expect(tf.memory().numTensors).toBe(before)
+    expectedSpecials.forEach((e, i) => (Number.isNaN(e) ? expect(values[i]).toBeNaN() : expect(values[i]).toBe(e)))
+    const inputs = [...grid, 1e-3, -1e-3, 0.5]
+    let worst = 0
+    inputs.forEach((x, i) => {
+      const exact = Math.fround(Math.exp(Math.fround(x)))
+      worst = Math.max(worst, Math.abs(values[specials.length + i]! - exact) / exact)
+      expect(gradient[specials.length + i]).toBe(values[specials.length + i])
+    })
+    expect(worst).toBeLessThan(2 * 2 ** -23)
+  })
+})

@@ -15,7 +15,7 @@ const matmulValues = (): Array<number> =>
 const expected = [58, 64, 139, 154]
 
 const nodeThreads = availableParallelism()
-const wasmDevice = nodeThreads > 1 ? `CPU via WebAssembly (SIMD, ${nodeThreads} threads for matmuls)` : "CPU via WebAssembly (SIMD, 1 thread)"
+const wasmDevice = nodeThreads > 1 ? `CPU via WebAssembly (SIMD, ${nodeThreads} threads for matmuls and attention)` : "CPU via WebAssembly (SIMD, 1 thread)"
 
 describe("wasm", () => {
   it("loads, reports SIMD and threads, and computes a matmul", async () => {

@@ -39,12 +39,16 @@ const throughputRow = (backend: string, shape: string, method: string, timing: M
   `${timing.warmup}+${timing.steps}`,
   fixed(timing.medianStepMs, 1),
   fixed(timing.tokensPerSecond, 0),
-  mib(timing.peakStepBytes ?? timing.peakBytes),
+  mib(timing.peakStepBytes),
+  mib(residentBytes(timing)),
   fixed(timing.achievedGflops, 1),
   percent(timing.ceilingFraction),
   ratio(timing.tokensPerSecond, reference?.tokensPerSecond),
-  ratio(timing.peakStepBytes ?? timing.peakBytes, reference?.peakBytes)
+  ratio(residentBytes(timing), reference?.peakBytes)
 ]
+
+/** Resident memory measured like PyTorch's: the reference's own peak, or a tfjs row's fresh-process one. */
+const residentBytes = (timing: MethodTiming): number | undefined => timing.residentPeakBytes ?? timing.peakBytes
 
 const interval = (measured: InterleavedRatio | undefined): string =>
   measured === undefined ? "n/a" : `${measured.ratio.toFixed(3)}x (${measured.low.toFixed(3)}-${measured.high.toFixed(3)}), ${measured.rounds}x${measured.blockSteps}`
@@ -97,8 +101,11 @@ export const renderMarkdown = (result: BenchResult): string => {
 
   out.push("## Throughput")
   out.push("")
-  out.push("Median over the timed steps after warm-up (steps column: warm-up + timed). Peak memory: tfjs engine bytes during one step (weights included); " +
-    "PyTorch: peak resident memory above the process's before the model was built, over the run (weights, optimizer, activations and allocator slack included). " +
+  out.push("Median over the timed steps after warm-up (steps column: warm-up + timed). Tensor peak: tfjs engine bytes during one step (weights included; " +
+    "the engine counts a reshape or a saved clone again although it shares its source's buffer). " +
+    "Resident peak, the one both sides have: peak resident memory above the process's just before the model was built, sampled every millisecond, " +
+    "weights, optimizer, activations, allocator slack and every thread's copies included: PyTorch over its run, tfjs (CPU backends, LoRA and COLA) in a fresh process per row " +
+    "over warm-up and 3 steps (`src/ResidentChild.ts`). " +
     "GFLOP/s from the analytic count (`src/Flops.ts`) and as a share of the same backend's float32 matmul ceiling; the last two columns are tokens/s and peak memory over PyTorch's for the same shape and method.")
   out.push("")
   const rows: Array<ReadonlyArray<string>> = []
@@ -117,7 +124,7 @@ export const renderMarkdown = (result: BenchResult): string => {
       for (const [name, timing] of Object.entries(shape.variants ?? {})) rows.push(throughputRow(torchLabel(torch), shape.shape, variantLabel(name), timing, timing))
     }
   }
-  out.push(table(["backend", "shape", "method", "steps", "ms/step", "tokens/s", "peak MiB", "GFLOP/s", "% of ceiling", "x PyTorch tok/s", "x PyTorch peak"], rows))
+  out.push(table(["backend", "shape", "method", "steps", "ms/step", "tokens/s", "tensor peak MiB", "resident peak MiB", "GFLOP/s", "% of ceiling", "x PyTorch tok/s", "x PyTorch resident peak"], rows))
   out.push("")
 
   out.push("## COLA / LoRA")

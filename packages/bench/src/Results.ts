@@ -23,6 +23,11 @@ export interface MethodTiming {
    * over the whole run (weights, optimizer state, activations and the allocator's slack included).
    */
   readonly peakBytes?: number
+  /**
+   * tfjs rows on CPU backends (LoRA and COLA): the same measure as `peakBytes`, taken in a fresh
+   * process (`ResidentChild.ts`): everything the backend holds, not only tensors.
+   */
+  readonly residentPeakBytes?: number
   readonly achievedGflops: number
   /** achievedGflops / the backend's matmul ceiling. */
   readonly ceilingFraction?: number

@@ -21,6 +21,7 @@ import type { BackendRun, BenchResult, TorchRun } from "./Results.js"
 import { type BenchShape, isShapeName, shapeNames, shapes } from "./Shapes.js"
 import { runBackend } from "./TfjsRun.js"
 import { runTorchReference } from "./TorchReference.js"
+import { type ResidentMethod, residentPeak, runResidentChild } from "./ResidentChild.js"
 
 const usage = `usage: peftkit-bench [--backends wasm,webgpu,node-gpu,node,cpu] [--shapes ${shapeNames.join(",")}]
                      [--steps N >= 2] [--warmup N] [--ratio-rounds N] [--no-torch] [--torch-threads N] [--out DIR]
@@ -42,6 +43,8 @@ const defaultBackends: ReadonlyArray<BackendName> = ["wasm", "webgpu", "node-gpu
 
 interface Settings {
   readonly child: BackendName | undefined
+  /** `--resident backend --method lora|cola`: one resident-memory measurement (ResidentChild.ts). */
+  readonly resident: { readonly backend: BackendName; readonly method: ResidentMethod } | undefined
   readonly backends: ReadonlyArray<BackendName>
   readonly backendsNamed: boolean
   readonly shapes: ReadonlyArray<BenchShape>
@@ -76,6 +79,8 @@ const parseSettings = (argv: Array<string>): Settings => {
       "ratio-rounds": { type: "string" },
       out: { type: "string" },
       child: { type: "string" },
+      resident: { type: "string" },
+      method: { type: "string" },
       help: { type: "boolean", short: "h" }
     }
   })
@@ -91,8 +96,12 @@ const parseSettings = (argv: Array<string>): Settings => {
   for (const name of shapeList) if (!isShapeName(name)) throw new Error(`unknown shape '${name}' (choose from ${shapeNames.join(", ")})`)
   const child = values.child
   if (child !== undefined && (!isBackendChoice(child) || child === "auto")) throw new Error(`--child needs a backend name, got '${child}'`)
+  const resident = values.resident
+  if (resident !== undefined && (!isBackendChoice(resident) || resident === "auto")) throw new Error(`--resident needs a backend name, got '${resident}'`)
+  if (resident !== undefined && values.method !== "lora" && values.method !== "cola") throw new Error("--resident needs --method lora or cola")
   return {
     child: child as BackendName | undefined,
+    resident: resident === undefined ? undefined : { backend: resident as BackendName, method: values.method as ResidentMethod },
     backends: backendList as Array<BackendName>,
     backendsNamed: values.backends !== undefined,
     shapes: shapeList.map((name) => shapes[name as BenchShape["name"]]),
@@ -122,6 +131,29 @@ const runChild = (backend: BackendName, settings: Settings) =>
     yield* Effect.promise(() => printChildResult(run))
   })
 
+/**
+ * Resident memory of LoRA and COLA on each shape, each in a fresh process measured like the PyTorch
+ * reference (RSS above the process's before the model was built). CPU backends only: a GPU's
+ * memory is not in the process's RSS.
+ */
+const withResidentPeaks = (script: string, run: Extract<BackendRun, { status: "ok" }>, settings: Settings) =>
+  Effect.gen(function* () {
+    const measuredShapes = []
+    for (const result of run.shapes) {
+      const shape = shapes[result.shape]
+      const warmup = Math.min(2, settings.warmup ?? shape.defaultWarmup)
+      say(`[${run.backend}] ${shape.name}: resident memory of LoRA and COLA (fresh processes)`)
+      const lora = yield* residentPeak(script, run.backend, shape, "lora", warmup)
+      const cola = yield* residentPeak(script, run.backend, shape, "cola", warmup)
+      measuredShapes.push({
+        ...result,
+        lora: lora === undefined ? result.lora : { ...result.lora, residentPeakBytes: lora },
+        cola: cola === undefined ? result.cola : { ...result.cola, residentPeakBytes: cola }
+      })
+    }
+    return { ...run, shapes: measuredShapes }
+  })
+
 const runParent = (settings: Settings, argv: ReadonlyArray<string>) =>
   Effect.gen(function* () {
     const startedAt = new Date().toISOString()
@@ -131,7 +163,7 @@ const runParent = (settings: Settings, argv: ReadonlyArray<string>) =>
       say(`== ${backend}`)
       const run = yield* runBackendChild(script, backend, childArgs(settings))
       if (run.status === "unavailable") say(`[${backend}] not measured: ${run.reason}`)
-      backends.push(run)
+      backends.push(run.status === "ok" && !run.info.gpu ? yield* withResidentPeaks(script, run, settings) : run)
     }
     let torch: TorchRun = { status: "unavailable", reason: "skipped (--no-torch)" }
     if (settings.torch) {
@@ -166,6 +198,11 @@ const main = async () => {
   } catch (error) {
     console.error(`error: ${(error as Error).message}\n${usage}`)
     process.exit(2)
+  }
+  if (settings.resident !== undefined) {
+    const shape = settings.shapes[0]!
+    await Effect.runPromise(runResidentChild(settings.resident.backend, shape, settings.resident.method, settings.warmup ?? shape.defaultWarmup))
+    process.exit(0)
   }
   if (settings.child !== undefined) {
     await Effect.runPromise(runChild(settings.child, settings))

@@ -64,17 +64,26 @@ describe("renderMarkdown", () => {
   const markdown = renderMarkdown(result)
 
   it("has a throughput row per backend, shape and method with the PyTorch ratio", () => {
-    expect(markdown).toContain("| wasm | stories260K | LoRA | 1+3 | 400.0 | 5120 | 100.0 | 10.5 | 25.0% | 1.25x |")
-    expect(markdown).toContain("| wasm | stories260K | COLA | 1+3 | 404.0 | 5069 | 100.0 | 10.4 | 24.8% | 1.24x |")
-    expect(markdown).toContain("| pytorch 1.13.0a0 | stories260K | LoRA | 1+3 | 500.0 | 4096 | n/a | 8.4 | 20.0% | 1.00x |")
+    expect(markdown).toContain("| wasm | stories260K | LoRA | 1+3 | 400.0 | 5120 | 100.0 | n/a | 10.5 | 25.0% | 1.25x |")
+    expect(markdown).toContain("| wasm | stories260K | COLA | 1+3 | 404.0 | 5069 | 100.0 | n/a | 10.4 | 24.8% | 1.24x |")
+    expect(markdown).toContain("| pytorch 1.13.0a0 | stories260K | LoRA | 1+3 | 500.0 | 4096 | n/a | n/a | 8.4 | 20.0% | 1.00x |")
   })
 
-  it("gives tfjs's peak memory over PyTorch's when the reference measured it (PEFT runs report peakBytes)", () => {
+  it("gives tfjs's resident peak over PyTorch's when both were measured (not the engine's tensor bytes)", () => {
     if (result.torch.status !== "ok") throw new Error("fixture")
     const shape = result.torch.shapes[0]!
     const withPeak = renderMarkdown({ ...result, torch: { ...result.torch, shapes: [{ ...shape, lora: { ...shape.lora, peakBytes: 80 * 2 ** 20 } }] } })
-    expect(withPeak).toContain("| wasm | stories260K | LoRA | 1+3 | 400.0 | 5120 | 100.0 | 10.5 | 25.0% | 1.25x | 1.25x |")
-    expect(withPeak).toContain("| pytorch 1.13.0a0 | stories260K | LoRA | 1+3 | 500.0 | 4096 | 80.0 | 8.4 | 20.0% | 1.00x | 1.00x |")
+    expect(withPeak).toContain("| wasm | stories260K | LoRA | 1+3 | 400.0 | 5120 | 100.0 | n/a | 10.5 | 25.0% | 1.25x | n/a |")
+    expect(withPeak).toContain("| pytorch 1.13.0a0 | stories260K | LoRA | 1+3 | 500.0 | 4096 | n/a | 80.0 | 8.4 | 20.0% | 1.00x | 1.00x |")
+    if (result.backends[0]!.status !== "ok") throw new Error("fixture")
+    const run = result.backends[0]!
+    const tfjsShape = run.shapes[0]!
+    const resident = renderMarkdown({
+      ...result,
+      backends: [{ ...run, shapes: [{ ...tfjsShape, lora: { ...tfjsShape.lora, residentPeakBytes: 120 * 2 ** 20 } }] }],
+      torch: { ...result.torch, shapes: [{ ...shape, lora: { ...shape.lora, peakBytes: 80 * 2 ** 20 } }] }
+    })
+    expect(resident).toContain("| wasm | stories260K | LoRA | 1+3 | 400.0 | 5120 | 100.0 | 120.0 | 10.5 | 25.0% | 1.25x | 1.50x |")
   })
 
   it("has the COLA / LoRA ratios and the knot", () => {
@@ -87,7 +96,7 @@ describe("renderMarkdown", () => {
   })
 
   it("has a row per variant: throughput against PEFT's, and step time and memory against LoRA's", () => {
-    expect(markdown).toContain("| wasm | stories260K | DoRA | 1+3 | 600.0 | 3413 | 120.0 | 7.0 | 16.7% | 0.92x |")
+    expect(markdown).toContain("| wasm | stories260K | DoRA | 1+3 | 600.0 | 3413 | 120.0 | n/a | 7.0 | 16.7% | 0.92x |")
     expect(markdown).toContain("| wasm | stories260K | DoRA | 1.50x | 1.20x |")
     expect(markdown).toContain("| pytorch 1.13.0a0 | stories260K | DoRA | 1.10x | n/a |")
   })
@@ -101,6 +110,6 @@ describe("renderMarkdown", () => {
   it("says why the reference did not run", () => {
     const without = renderMarkdown({ ...result, torch: { status: "unavailable", reason: "cannot import torch" } })
     expect(without).toContain("reference not run: cannot import torch")
-    expect(without).toContain("| wasm | stories260K | LoRA | 1+3 | 400.0 | 5120 | 100.0 | 10.5 | 25.0% | n/a |")
+    expect(without).toContain("| wasm | stories260K | LoRA | 1+3 | 400.0 | 5120 | 100.0 | n/a | 10.5 | 25.0% | n/a |")
   })
 })

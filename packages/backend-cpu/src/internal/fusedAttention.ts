@@ -7,22 +7,39 @@
  *
  * The kernels run in their own small WebAssembly instance: operands are copied from the tfjs heap
  * into its memory and results copied back (a few hundred KiB a layer, small next to the arithmetic).
+ * In Node its shared-memory build also runs on worker threads (`attentionThreads.ts`), each taking a
+ * range of (batch row, kv head) blocks; in browsers it runs on the calling thread.
  * Shapes the kernel does not cover (head size not a multiple of 4, a bias that differs per head,
  * non-float32) go to the blockwise form.
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { blockwiseAttention } from "./blockwiseAttention.js"
+import { decodeBase64 } from "./decodeBase64.js"
+import { attentionSharedWasm } from "./kernels/attentionSharedWasm.js"
 import { attentionWasm } from "./kernels/attentionWasm.js"
 
 /** Kernel names, as `tf.profile` lists them. */
 export const FusedAttention = "PeftkitFusedAttention"
 export const FusedAttentionGrad = "PeftkitFusedAttentionGrad"
 
-interface AttentionExports {
-  readonly memory: WebAssembly.Memory
+/** The kernel's two entry points (`kernels/attention.ts`). */
+export type AttentionEntry = "attentionForward" | "attentionBackward"
+
+/** An instance's exports (its memory is exported by the single-thread build, imported by the shared one). */
+export interface AttentionInstance {
+  readonly memory?: WebAssembly.Memory
   heapBase(): number
-  attentionForward(...args: ReadonlyArray<number>): void
-  attentionBackward(...args: ReadonlyArray<number>): void
+  attentionForward(...args: Array<number>): void
+  attentionBackward(...args: Array<number>): void
+}
+
+/** Runs an entry point over blocks [0, blocks) on one or more threads sharing `memory`. */
+export interface AttentionRunner {
+  readonly memory: WebAssembly.Memory
+  readonly heapBase: number
+  readonly threads: number
+  /** `argsFor(thread, start, end)`: the entry's arguments for one thread's block range; at most `threads` threads. */
+  run(entry: AttentionEntry, argsFor: (thread: number, start: number, end: number) => Array<number>, blocks: number, threads: number): void
 }
 
 interface WasmBackendInternals {
@@ -31,13 +48,20 @@ interface WasmBackendInternals {
   makeOutput(shape: ReadonlyArray<number>, dtype: tf.DataType): tf.TensorInfo
 }
 
-let exports: AttentionExports | undefined
+let runner: AttentionRunner | undefined
 
-const decodeBase64 = (text: string): Uint8Array => {
-  const binary = atob(text)
-  const bytes = new Uint8Array(binary.length)
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i)
-  return bytes
+/** Below this many multiply-adds a call stays on one thread: a hand-off costs tens of microseconds. */
+const MIN_PARALLEL_WORK = 2 ** 20
+
+const singleThread = async (): Promise<AttentionRunner> => {
+  const source = (await WebAssembly.instantiate(decodeBase64(attentionWasm) as BufferSource, {})) as unknown as WebAssembly.WebAssemblyInstantiatedSource
+  const instance = source.instance.exports as unknown as AttentionInstance
+  return {
+    memory: instance.memory!,
+    heapBase: instance.heapBase(),
+    threads: 1,
+    run: (entry, argsFor, blocks) => instance[entry](...argsFor(0, 0, blocks))
+  }
 }
 
 interface Layout {
@@ -68,11 +92,14 @@ const biasRowCount = (bias: tf.TensorInfo | undefined): number => (bias === unde
 
 const layoutArgs = (l: Layout): Array<number> => [l.b, l.heads, l.kvHeads, l.t, l.length, l.d, l.hasBias, l.biasBatch, l.biasRows]
 
+/** Threads worth using for this call: one for small work (cached generation), else all. */
+const threadsFor = (l: Layout): number => (l.b * l.heads * l.t * l.length * l.d >= MIN_PARALLEL_WORK ? runner!.threads : 1)
+
 /** Lays operands out past the kernel's static data, 16-byte aligned, growing its memory to fit. */
 class Arena {
   private next: number
-  constructor(private readonly kernel: AttentionExports) {
-    this.next = kernel.heapBase()
+  constructor(private readonly kernel: AttentionRunner) {
+    this.next = kernel.heapBase
   }
   take(bytes: number): number {
     const at = Math.ceil(this.next / 16) * 16
@@ -90,65 +117,87 @@ class Arena {
     new Uint8Array(this.kernel.memory.buffer, at, bytes).set(backend.wasm.HEAPU8.subarray(from, from + bytes))
     return at
   }
+  /** Spans and scratch for each of `threads` threads. */
+  perThread(threads: number, spanBytes: number, scratchBytes: number): Array<[number, number]> {
+    return Array.from({ length: threads }, () => [this.take(spanBytes), this.take(scratchBytes)] as [number, number])
+  }
 }
 
 /** A new tfjs output of `shape` filled from the arena at `at`. */
-const copyOut = (kernel: AttentionExports, backend: WasmBackendInternals, at: number, shape: ReadonlyArray<number>): tf.TensorInfo => {
+const copyOut = (backend: WasmBackendInternals, at: number, shape: ReadonlyArray<number>): tf.TensorInfo => {
   const out = backend.makeOutput(shape, "float32")
   const bytes = tf.util.sizeFromShape([...shape]) * 4
   // HEAPU8 is read after makeOutput: allocating may grow (and replace) the heap's buffer.
-  backend.wasm.HEAPU8.set(new Uint8Array(kernel.memory.buffer, at, bytes), backend.dataIdMap.get(out.dataId).memoryOffset)
+  backend.wasm.HEAPU8.set(new Uint8Array(runner!.memory.buffer, at, bytes), backend.dataIdMap.get(out.dataId).memoryOffset)
   return out
 }
 
 const forwardKernel: tf.KernelFunc = ({ inputs, backend }) => {
-  const kernel = exports!
+  const kernel = runner!
   const wasmBackend = backend as unknown as WasmBackendInternals
   const { q, k, v, bias } = inputs as Record<string, tf.TensorInfo | undefined>
   const layout = layoutOf(q!, k!, bias)
   const rows = layout.b * layout.heads * layout.t
   const arena = new Arena(kernel)
-  const [qa, ka, va, ba] = [q, k, v, bias].map((x) => arena.copyIn(wasmBackend, x)) as [number, number, number, number]
+  const operands = [q, k, v, bias].map((x) => arena.copyIn(wasmBackend, x))
   const out = arena.take(rows * layout.d * 4)
   const stats = arena.take(rows * 8)
-  const spans = arena.take(biasRowCount(bias) * 8)
-  const scratch = arena.take((layout.d + 4) * layout.length * 4)
-  kernel.attentionForward(qa, ka, va, ba, out, stats, spans, scratch, ...layoutArgs(layout))
-  return [copyOut(kernel, wasmBackend, out, q!.shape), copyOut(kernel, wasmBackend, stats, [layout.b, layout.heads, layout.t, 2])]
+  const threads = threadsFor(layout)
+  const local = arena.perThread(threads, biasRowCount(bias) * 8, (layout.d + 4) * layout.length * 4)
+  const shape = layoutArgs(layout)
+  kernel.run("attentionForward", (i, start, end) => [...operands, out, stats, ...local[i]!, ...shape, start, end], layout.b * layout.kvHeads, threads)
+  return [copyOut(wasmBackend, out, q!.shape), copyOut(wasmBackend, stats, [layout.b, layout.heads, layout.t, 2])]
 }
 
 const backwardKernel: tf.KernelFunc = ({ inputs, backend }) => {
-  const kernel = exports!
+  const kernel = runner!
   const wasmBackend = backend as unknown as WasmBackendInternals
   const { q, k, v, bias, out, dy, stats } = inputs as Record<string, tf.TensorInfo | undefined>
   const layout = layoutOf(q!, k!, bias)
   const arena = new Arena(kernel)
-  const [qa, ka, va, ba, oa, da, la] = [q, k, v, bias, out, dy, stats].map((x) => arena.copyIn(wasmBackend, x)) as [number, number, number, number, number, number, number]
+  const operands = [q, k, v, bias, out, dy, stats].map((x) => arena.copyIn(wasmBackend, x))
   const dq = arena.take(tf.util.sizeFromShape(q!.shape) * 4)
   const dk = arena.take(tf.util.sizeFromShape(k!.shape) * 4)
   const dv = arena.take(tf.util.sizeFromShape(v!.shape) * 4)
-  const spans = arena.take(biasRowCount(bias) * 8)
-  const scratch = arena.take((2 * layout.d + 8) * layout.length * 4)
-  kernel.attentionBackward(qa, ka, va, ba, oa, da, la, dq, dk, dv, spans, scratch, ...layoutArgs(layout))
-  return [copyOut(kernel, wasmBackend, dq, q!.shape), copyOut(kernel, wasmBackend, dk, k!.shape), copyOut(kernel, wasmBackend, dv, v!.shape)]
+  const threads = threadsFor(layout)
+  const local = arena.perThread(threads, biasRowCount(bias) * 8, (2 * layout.d + 8) * layout.length * 4)
+  const shape = layoutArgs(layout)
+  kernel.run("attentionBackward", (i, start, end) => [...operands, dq, dk, dv, ...local[i]!, ...shape, start, end], layout.b * layout.kvHeads, threads)
+  return [copyOut(wasmBackend, dq, q!.shape), copyOut(wasmBackend, dk, k!.shape), copyOut(wasmBackend, dv, v!.shape)]
+}
+
+const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string"
+
+/**
+ * In Node: the shared-memory build on `threads` threads (default: one per core); undefined for one
+ * thread or where that fails.
+ */
+const threadedInNode = async (threads: number | undefined): Promise<AttentionRunner | undefined> => {
+  if (!isNode || (threads !== undefined && threads < 2) || typeof SharedArrayBuffer === "undefined") return undefined
+  const path = "./attentionThreads.js"
+  try {
+    const { startAttentionThreads } = (await import(/* @vite-ignore */ path)) as typeof import("./attentionThreads.js")
+    return await startAttentionThreads(decodeBase64(attentionSharedWasm), threads)
+  } catch {
+    return undefined
+  }
 }
 
 /**
- * Instantiates the kernel and registers both directions for the wasm backend (once per process).
- * False where the runtime cannot (no WebAssembly SIMD): the op then stays blockwise.
+ * Instantiates the kernel (in Node on `threads` threads, default one per core; one elsewhere) and registers both
+ * directions for the wasm backend, once per process. Resolves to the threads it runs on, or 0 where
+ * the runtime cannot run it (no WebAssembly SIMD): the op then stays blockwise.
  */
-export const loadFusedAttention = async (): Promise<boolean> => {
-  if (exports !== undefined) return true
-  if (tf.getKernel(FusedAttention, "wasm") !== undefined) return true
+export const loadFusedAttention = async (threads: number | undefined): Promise<number> => {
+  if (runner !== undefined) return runner.threads
   try {
-    const { instance } = await WebAssembly.instantiate(decodeBase64(attentionWasm) as BufferSource, {}) as unknown as WebAssembly.WebAssemblyInstantiatedSource
-    exports = instance.exports as unknown as AttentionExports
+    runner = (await threadedInNode(threads)) ?? (await singleThread())
   } catch {
-    return false
+    return 0
   }
   tf.registerKernel({ kernelName: FusedAttention, backendName: "wasm", kernelFunc: forwardKernel })
   tf.registerKernel({ kernelName: FusedAttentionGrad, backendName: "wasm", kernelFunc: backwardKernel })
-  return true
+  return runner.threads
 }
 
 /** Whether the fused kernel covers these operands. */
@@ -163,7 +212,7 @@ const covers = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4
 
 /** The `attention` op: fused where the kernel covers the operands, blockwise otherwise. */
 export const fusedAttention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D | undefined): tf.Tensor4D | undefined => {
-  if (exports === undefined || !covers(q, k, v, bias)) return blockwiseAttention(q, k, v, bias)
+  if (runner === undefined || !covers(q, k, v, bias)) return blockwiseAttention(q, k, v, bias)
   const attention = tf.customGrad((qIn, kIn, vIn, save) => {
     const operands = { q: qIn as tf.Tensor, k: kIn as tf.Tensor, v: vIn as tf.Tensor, ...(bias === undefined ? {} : { bias }) }
     const [out, stats] = tf.engine().runKernel(FusedAttention, operands, {}) as unknown as [tf.Tensor4D, tf.Tensor4D]
