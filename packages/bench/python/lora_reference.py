@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The PyTorch reference of `pnpm bench`: the same shapes, recipe and steps as packages/bench/src
-(Shapes.ts), on the CPU, timed the same way (median ms/step after warm-up).
+(Shapes.ts), on the CPU (or `--device cuda`), timed the same way (median ms/step after warm-up).
 
 With `transformers` and `peft` importable it trains LlamaForCausalLM + get_peft_model (PyTorch +
 PEFT, what users compare with); otherwise a plain-PyTorch Llama (RMSNorm, RoPE in HF's "half"
@@ -14,7 +14,13 @@ copied to the host (the chain's history), merged (W += scale * B @ A), re-initia
 kaiming-uniform, B zero) and the optimizer is replaced by a fresh one.
 
 Usage: lora_reference.py --shape stories260K:3:15 --shape wide:2:9 [--threads N] [--implementation auto|peft|plain] [--variants dora,vera]
+                         [--device cpu|cuda|cuda:N]
 Progress goes to stderr; the result is one JSON line on stdout.
+
+On a CUDA device (scripts/gpu-check.sh uses it) the model, batch and optimizer live on the GPU, in float32
+(TF32 left off, PyTorch's default for matmuls), every timed interval ends with a synchronize, a knot's
+history copies go to the host, and peak memory is torch.cuda's peak allocated bytes above those allocated
+before the model was built (not resident memory).
 """
 import argparse
 import ctypes
@@ -43,6 +49,17 @@ ROPE_THETA = 10000.0
 RMS_NORM_EPS = 1e-5
 MAX_POSITIONS = 512
 TARGET_MODULES = ["q_proj", "v_proj"]
+DEVICE = "cpu"  # --device
+
+
+def on_cuda():
+    return DEVICE.startswith("cuda")
+
+
+def sync():
+    """Waits for the device's queued work (CUDA kernels run asynchronously); nothing on the CPU."""
+    if on_cuda():
+        torch.cuda.synchronize()
 
 
 def log(text):
@@ -304,7 +321,7 @@ def new_optimizer(model):
 def knot(pairs, history):
     """A COLA knot: keep the link on the host, merge it into W, start a fresh link."""
     with torch.no_grad():
-        history.append([(a.detach().clone(), b.detach().clone()) for _, a, b, _ in pairs])
+        history.append([(a.detach().to("cpu", copy=True), b.detach().to("cpu", copy=True)) for _, a, b, _ in pairs])
         for weight, a, b, scale in pairs:
             weight.add_((b @ a) * scale)
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))
@@ -312,6 +329,14 @@ def knot(pairs, history):
 
 
 def run_method(build, s, ids, warmup, steps, chain):
+    if on_cuda():
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        result = timed_run(build, s, ids, warmup, steps, chain)
+        result["peakBytes"] = torch.cuda.max_memory_allocated() - base
+        return result
     with RssPeak() as peak:
         result = timed_run(build, s, ids, warmup, steps, chain)
     result["peakBytes"] = peak.bytes
@@ -321,6 +346,7 @@ def run_method(build, s, ids, warmup, steps, chain):
 def timed_run(build, s, ids, warmup, steps, chain):
     torch.manual_seed(SEED)
     model, loss_of, pairs = build(s)
+    model.to(DEVICE)  # moves parameters in place: `pairs` still refers to them
     model.train()
     state = {"optimizer": new_optimizer(model)}
     history = []
@@ -350,6 +376,7 @@ def timed_run(build, s, ids, warmup, steps, chain):
         if index in offsets:
             started = time.perf_counter()
             do_knot()
+            sync()
             knot_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         last_loss = step()
@@ -366,12 +393,14 @@ def timed_run(build, s, ids, warmup, steps, chain):
 
 
 def matmul_ceiling(size=1024, warmup=2, runs=5):
-    a = torch.rand(size, size) * 2 - 1
-    b = torch.rand(size, size) * 2 - 1
+    a = (torch.rand(size, size) * 2 - 1).to(DEVICE)
+    b = (torch.rand(size, size) * 2 - 1).to(DEVICE)
     times = []
     for index in range(warmup + runs):
+        sync()
         started = time.perf_counter()
         torch.mm(a, b)
+        sync()
         if index >= warmup:
             times.append((time.perf_counter() - started) * 1000)
     ms = median(times)
@@ -399,8 +428,15 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: os.cpu_count())")
     parser.add_argument("--implementation", choices=["auto", "peft", "plain"], default="auto")
     parser.add_argument("--variants", default="", help="comma-separated PEFT variants timed beside LoRA (dora, vera); peft only")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda[:N]")
     args = parser.parse_args()
     args.variants = [v for v in args.variants.split(",") if v]
+
+    global DEVICE
+    DEVICE = args.device
+    if on_cuda() and not torch.cuda.is_available():
+        unavailable(f"--device {DEVICE}, but torch {torch.__version__} has no CUDA device (torch.cuda.is_available() is False)")
+    device_name = torch.cuda.get_device_name(torch.device(DEVICE)) if on_cuda() else platform.processor() or platform.machine()
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -413,16 +449,16 @@ def main():
         except Exception as error:  # noqa: BLE001
             if args.implementation == "peft":
                 unavailable(f"--implementation peft, but transformers/peft do not import ({type(error).__name__}: {error})")
-    log(f"torch {torch.__version__}, {threads} threads, {implementation}, sdpa {'yes' if HAS_SDPA else 'no (masked softmax)'}")
+    log(f"torch {torch.__version__}, {threads} threads, {implementation}, sdpa {'yes' if HAS_SDPA else 'no (masked softmax)'}, device {DEVICE} ({device_name})")
 
-    ceiling = matmul_ceiling()
+    ceiling = matmul_ceiling(4096 if on_cuda() else 1024)
     log(f"matmul ceiling {ceiling['gflops']:.1f} GFLOP/s")
     results = []
     for spec in args.shape:
         name, warmup, steps = spec.split(":")
         s = SHAPES[name]
         warmup, steps = int(warmup), int(steps)
-        ids = token_ids(s)
+        ids = token_ids(s).to(DEVICE)
         lora = run_method(build, s, ids, warmup, steps, chain=False)
         log(f"{name} lora: median {lora['medianStepMs']:.1f} ms ({lora['tokensPerSecond']:.0f} tok/s)")
         cola = run_method(build, s, ids, warmup, steps, chain=True)
@@ -439,6 +475,8 @@ def main():
         "torchVersion": torch.__version__,
         "threads": torch.get_num_threads(),
         "implementation": implementation,
+        "device": DEVICE,
+        "deviceName": device_name,
         "blas": blas_info(),
         "python": f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})",
         "ceiling": ceiling,
