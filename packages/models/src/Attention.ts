@@ -25,7 +25,7 @@ export const mergeHeads = (x: tf.Tensor4D): tf.Tensor2D =>
  * softmax(q k^T + bias) v. q [b, heads, t, d] must already be scaled (by 1/sqrt(d)) and rotated;
  * k, v [b, kvHeads, L, d] with heads a multiple of kvHeads; bias broadcastable to [b, heads, t, L]
  * (see `attentionBias`) or undefined. Returns [b, heads, t, d]. A backend may compute it its own
- * way (core's `BackendOps.attention`; wasm runs it block by block): same values.
+ * way (core's `BackendOps.attention`; wasm runs one fused kernel of its own): same values.
  */
 export const attend = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D | undefined): tf.Tensor4D =>
   tf.tidy((): tf.Tensor4D => {

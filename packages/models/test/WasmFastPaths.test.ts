@@ -1,5 +1,5 @@
 /**
- * The wasm paths of attention (backend-cpu's blockwise `attention` op, hand-written gradient) and
+ * The wasm paths of attention (backend-cpu's `attention` op: its fused kernel, hand-written gradient) and
  * RoPE (its pair swap through backend-cpu's copying Reverse kernel) against the plain forms on the
  * CPU backend: values and gradients of q, k and v, with GQA, causal and padding biases, and without
  * a bias. The model code is the same on both backends; only what the backend installs differs.
@@ -37,7 +37,7 @@ const attention = (heads: number, kvHeads: number, biasKind: BiasKind) =>
     return [attend(q as tf.Tensor4D, k as tf.Tensor4D, v as tf.Tensor4D, bias), ...grads].map((t) => t.dataSync().slice())
   })
 
-describe("blockwise attention on wasm", () => {
+describe("attention on wasm (backend-cpu's attention op)", () => {
   const cases: Array<[number, number, BiasKind]> = [[4, 4, "causal"], [4, 2, "causal+padding"], [6, 2, "none"], [2, 1, "causal"]]
   for (const [heads, kvHeads, biasKind] of cases) {
     it(`${heads} heads / ${kvHeads} kv heads, ${biasKind}: output and dq, dk, dv equal the batched CPU form to 1e-5`, async () => {
