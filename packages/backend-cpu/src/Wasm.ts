@@ -22,6 +22,8 @@ import { installSharedIdentity } from "./internal/sharedIdentity.js"
 import { installSimdExp } from "./internal/simdExp.js"
 import { cpuPackage, cpuPackageInstall } from "./internal/packageInfo.js"
 import { installTransposeFreeMatMul } from "./internal/transposeFreeMatMul.js"
+import { wasmOutOfMemory } from "./internal/wasmOutOfMemory.js"
+import { installAllocationCheck } from "./internal/allocationCheck.js"
 
 export interface WasmOptions {
   /**
@@ -93,11 +95,12 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
     installContinuousSlice()
     installCopyReverse()
     installSharedIdentity()
+    installAllocationCheck()
     // Fused attention needs WebAssembly SIMD; without it attention stays blockwise.
     const attentionThreads = features.simd ? yield* Effect.promise(() => loadFusedAttention(options.threads)) : 0
     const fused = attentionThreads > 0
     const simdExp = features.simd && (yield* Effect.promise(() => installSimdExp()))
-    registerBackendOps("wasm", { attention: fused ? fusedAttention : blockwiseAttention })
+    registerBackendOps("wasm", { attention: fused ? fusedAttention : blockwiseAttention, outOfMemory: wasmOutOfMemory })
     const matMulThreads = yield* parallelMatMulInNode(options.threads)
     const threads = Math.max(module.getThreadsCount(), matMulThreads, attentionThreads)
     const parallel = [matMulThreads > 1 ? "matmuls" : "", attentionThreads > 1 ? "attention" : ""].filter((s) => s !== "").join(" and ")

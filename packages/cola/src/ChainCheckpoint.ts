@@ -10,7 +10,7 @@
  * `writeCheckpoint` / `restoreOptimizer`).
  */
 import type { FileSystem } from "@effect/platform"
-import { attempt, type CheckpointFiles, type ConfigError, decodeConfig, type FileError, InvalidCheckpoint, readCheckpointFile, Safetensors, ShapeMismatch } from "@peftkit/core"
+import { attempt, type BackendOutOfMemory, type CheckpointFiles, type ConfigError, decodeConfig, type FileError, InvalidCheckpoint, readCheckpointFile, Safetensors, ShapeMismatch } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import type { Chain, LinkRecord, LinkUpdate, ChainableConfig } from "./Chain.js"
@@ -74,7 +74,7 @@ export const chainCheckpointFiles = <Config extends ChainableConfig>(chain: Chai
   )
 }
 
-export type RestoreChainError = FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint | ShapeMismatch | ConfigError
+export type RestoreChainError = FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint | ShapeMismatch | ConfigError | BackendOutOfMemory
 
 /**
  * Restores a chain saved by `chainCheckpointFiles` from `dir`. `chain` must be freshly made with

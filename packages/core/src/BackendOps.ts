@@ -16,6 +16,11 @@ export interface BackendOps {
    * [b, heads, t, d], differentiable in q, k and v.
    */
   readonly attention?: (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D | undefined) => tf.Tensor4D | undefined
+  /**
+   * Whether `error`, thrown by a kernel, means the backend ran out of memory: a sentence saying
+   * what it holds and what to do (it becomes core's `BackendOutOfMemory`), or undefined.
+   */
+  readonly outOfMemory?: (error: unknown) => string | undefined
 }
 
 const byBackend = new Map<string, BackendOps>()

@@ -3,7 +3,9 @@
  * Effect's error channel and a plain `Error` that synchronous tfjs code may throw; boundaries
  * (`Effect.try`) turn throws back into typed failures.
  */
+import * as tf from "@tensorflow/tfjs-core"
 import { Data, Effect } from "effect"
+import { backendOps } from "./BackendOps.js"
 
 /** A config value failed to decode; `field` is the dotted path of the offending key. */
 export class ConfigError extends Data.TaggedError("ConfigError")<{
@@ -107,19 +109,41 @@ export class FileError extends Data.TaggedError("FileError")<{
   }
 }
 
+/**
+ * The backend ran out of memory inside a kernel (the wasm heap at the 4 GiB a WebAssembly module
+ * addresses, say). `detail` is the backend's own account: what it holds and what to do.
+ */
+export class BackendOutOfMemory extends Data.TaggedError("BackendOutOfMemory")<{
+  readonly backend: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `the ${this.backend} backend ran out of memory: ${this.detail}`
+  }
+}
+
 /** The typed errors synchronous peftkit code may throw (from tfjs math, configs, checkpoints). */
-export type ThrownError = ConfigError | ShapeMismatch | InvalidCheckpoint
+export type ThrownError = ConfigError | ShapeMismatch | InvalidCheckpoint | BackendOutOfMemory
+
+/** A kernel's exception as `BackendOutOfMemory` when the active backend says it is one. */
+const asOutOfMemory = (error: unknown): BackendOutOfMemory | undefined => {
+  const detail = backendOps().outOfMemory?.(error)
+  return detail === undefined ? undefined : new BackendOutOfMemory({ backend: tf.getBackend(), detail })
+}
 
 /**
- * Runs synchronous code that may throw peftkit's typed errors: those become typed failures, any
- * other exception stays a defect (a bug), so `catchTag` sees exactly what it should.
+ * Runs synchronous code that may throw peftkit's typed errors: those become typed failures, and so
+ * does a kernel's exception that the active backend recognises as running out of memory
+ * (`BackendOps.outOfMemory`); any other exception stays a defect (a bug), so `catchTag` sees
+ * exactly what it should.
  */
 export const attempt = <A>(run: () => A): Effect.Effect<A, ThrownError> =>
   Effect.suspend(() => {
     try {
       return Effect.succeed(run())
     } catch (error) {
-      if (error instanceof ConfigError || error instanceof ShapeMismatch || error instanceof InvalidCheckpoint) return Effect.fail(error)
-      return Effect.die(error)
+      if (error instanceof ConfigError || error instanceof ShapeMismatch || error instanceof InvalidCheckpoint || error instanceof BackendOutOfMemory) return Effect.fail(error)
+      const outOfMemory = asOutOfMemory(error)
+      return outOfMemory === undefined ? Effect.die(error) : Effect.fail(outOfMemory)
     }
   })

@@ -30,7 +30,7 @@ import type { AdapterConfigBase, AdapterVariant } from "./Adapter.js"
 import { AdapterSet } from "./AdapterSet.js"
 import { resolveKeyAliases } from "./DefineAdapter.js"
 import { writeFileAtomic } from "./AtomicFile.js"
-import { attempt, ConfigError, type FileError, InvalidCheckpoint, NoPeftFormat, ShapeMismatch } from "./Errors.js"
+import { attempt, type BackendOutOfMemory, ConfigError, type FileError, InvalidCheckpoint, NoPeftFormat, ShapeMismatch } from "./Errors.js"
 import { joinPath, readFileBytes } from "./Files.js"
 import { inverseOrder } from "./internal/inverseOrder.js"
 import type { PeftFormat } from "./PeftFormat.js"
@@ -93,7 +93,7 @@ const toFileRows = (tensors: Readonly<Record<string, tf.Tensor>>, rowOrder: Peft
   return { tensors: out, owned }
 }
 
-export type LoadAdapterError = FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint | ShapeMismatch | ConfigError
+export type LoadAdapterError = FileError | Safetensors.InvalidSafetensors | InvalidCheckpoint | ShapeMismatch | ConfigError | BackendOutOfMemory
 
 /**
  * The two files of a PEFT adapter directory, as bytes: `tensors` keyed `<module>.<tensor key>`
