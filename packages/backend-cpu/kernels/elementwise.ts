@@ -1,8 +1,11 @@
-// Elementwise kernels for the wasm backend where tfjs-backend-wasm's own are scalar: Exp (its
-// kernel calls libm's expf per element; the cross-entropy over the vocabulary takes two full-size
-// exps a step). Compiled by scripts/build-kernels.mjs into src/internal/kernels/elementwiseWasm.ts.
+// Elementwise and row-wise kernels for the wasm backend: Exp (tfjs-backend-wasm's kernel calls
+// libm's expf per element; the cross-entropy over the vocabulary takes two full-size exps a step)
+// and RMSNorm (rmsNorm.ts: one kernel per direction instead of about 18 tfjs kernels). Compiled by
+// scripts/build-kernels.mjs into src/internal/kernels/elementwiseWasm.ts.
 
 import { exp1, exp4 } from "./exp"
+
+export { rmsNormBackward, rmsNormForward } from "./rmsNorm"
 
 export function heapBase(): usize {
   return __heap_base

@@ -20,6 +20,7 @@ import { installContinuousSlice } from "./internal/continuousSlice.js"
 import { installCopyReverse } from "./internal/copyReverse.js"
 import { installSharedIdentity } from "./internal/sharedIdentity.js"
 import { installSimdExp } from "./internal/simdExp.js"
+import { fusedRmsNorm, loadFusedRmsNorm } from "./internal/fusedRmsNorm.js"
 import { cpuPackage, cpuPackageInstall } from "./internal/packageInfo.js"
 import { installTransposeFreeMatMul } from "./internal/transposeFreeMatMul.js"
 import { wasmOutOfMemory } from "./internal/wasmOutOfMemory.js"
@@ -100,7 +101,12 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
     const attentionThreads = features.simd ? yield* Effect.promise(() => loadFusedAttention(options.threads)) : 0
     const fused = attentionThreads > 0
     const simdExp = features.simd && (yield* Effect.promise(() => installSimdExp()))
-    registerBackendOps("wasm", { attention: fused ? fusedAttention : blockwiseAttention, outOfMemory: wasmOutOfMemory })
+    const rmsNorm = features.simd && (yield* Effect.promise(() => loadFusedRmsNorm()))
+    registerBackendOps("wasm", {
+      attention: fused ? fusedAttention : blockwiseAttention,
+      ...(rmsNorm ? { rmsNorm: fusedRmsNorm } : {}),
+      outOfMemory: wasmOutOfMemory
+    })
     const matMulThreads = yield* parallelMatMulInNode(options.threads)
     const threads = Math.max(module.getThreadsCount(), matMulThreads, attentionThreads)
     const parallel = [matMulThreads > 1 ? "matmuls" : "", attentionThreads > 1 ? "attention" : ""].filter((s) => s !== "").join(" and ")
@@ -118,6 +124,7 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
         fusedAttention: fused,
         attentionThreads,
         simdExp,
+        fusedRmsNorm: rmsNorm,
         version: module.version_wasm
       }
     } satisfies BackendInfo

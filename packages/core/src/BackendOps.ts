@@ -17,6 +17,11 @@ export interface BackendOps {
    */
   readonly attention?: (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor4D | undefined) => tf.Tensor4D | undefined
   /**
+   * RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight, weight [d]; differentiable in
+   * x and weight.
+   */
+  readonly rmsNorm?: (x: tf.Tensor, weight: tf.Tensor, eps: number) => tf.Tensor | undefined
+  /**
    * Whether `error`, thrown by a kernel, means the backend ran out of memory: a sentence saying
    * what it holds and what to do (it becomes core's `BackendOutOfMemory`), or undefined.
    */

@@ -15,6 +15,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { blockwiseAttention } from "./blockwiseAttention.js"
 import { decodeBase64 } from "./decodeBase64.js"
+import { KernelArena, type WasmBackendInternals } from "./kernelArena.js"
 import { attentionSharedWasm } from "./kernels/attentionSharedWasm.js"
 import { attentionWasm } from "./kernels/attentionWasm.js"
 
@@ -40,12 +41,6 @@ export interface AttentionRunner {
   readonly threads: number
   /** `argsFor(thread, start, end)`: the entry's arguments for one thread's block range; at most `threads` threads. */
   run(entry: AttentionEntry, argsFor: (thread: number, start: number, end: number) => Array<number>, blocks: number, threads: number): void
-}
-
-interface WasmBackendInternals {
-  readonly wasm: { readonly HEAPU8: Uint8Array }
-  readonly dataIdMap: { get(dataId: object): { readonly memoryOffset: number } }
-  makeOutput(shape: ReadonlyArray<number>, dtype: tf.DataType): tf.TensorInfo
 }
 
 let runner: AttentionRunner | undefined
@@ -95,42 +90,9 @@ const layoutArgs = (l: Layout): Array<number> => [l.b, l.heads, l.kvHeads, l.t, 
 /** Threads worth using for this call: one for small work (cached generation), else all. */
 const threadsFor = (l: Layout): number => (l.b * l.heads * l.t * l.length * l.d >= MIN_PARALLEL_WORK ? runner!.threads : 1)
 
-/** Lays operands out past the kernel's static data, 16-byte aligned, growing its memory to fit. */
-class Arena {
-  private next: number
-  constructor(private readonly kernel: AttentionRunner) {
-    this.next = kernel.heapBase
-  }
-  take(bytes: number): number {
-    const at = Math.ceil(this.next / 16) * 16
-    this.next = at + bytes
-    const short = this.next - this.kernel.memory.buffer.byteLength
-    if (short > 0) this.kernel.memory.grow(Math.ceil(short / 65536))
-    return at
-  }
-  /** Copies a tensor's bytes from the tfjs heap into the arena. */
-  copyIn(backend: WasmBackendInternals, x: tf.TensorInfo | undefined): number {
-    if (x === undefined) return 0
-    const bytes = tf.util.sizeFromShape(x.shape) * 4
-    const at = this.take(bytes)
-    const from = backend.dataIdMap.get(x.dataId).memoryOffset
-    new Uint8Array(this.kernel.memory.buffer, at, bytes).set(backend.wasm.HEAPU8.subarray(from, from + bytes))
-    return at
-  }
-  /** Spans and scratch for each of `threads` threads. */
-  perThread(threads: number, spanBytes: number, scratchBytes: number): Array<[number, number]> {
-    return Array.from({ length: threads }, () => [this.take(spanBytes), this.take(scratchBytes)] as [number, number])
-  }
-}
-
-/** A new tfjs output of `shape` filled from the arena at `at`. */
-const copyOut = (backend: WasmBackendInternals, at: number, shape: ReadonlyArray<number>): tf.TensorInfo => {
-  const out = backend.makeOutput(shape, "float32")
-  const bytes = tf.util.sizeFromShape([...shape]) * 4
-  // HEAPU8 is read after makeOutput: allocating may grow (and replace) the heap's buffer.
-  backend.wasm.HEAPU8.set(new Uint8Array(runner!.memory.buffer, at, bytes), backend.dataIdMap.get(out.dataId).memoryOffset)
-  return out
-}
+/** Spans and scratch for each of `threads` threads. */
+const perThread = (arena: KernelArena, threads: number, spanBytes: number, scratchBytes: number): Array<[number, number]> =>
+  Array.from({ length: threads }, () => [arena.take(spanBytes), arena.take(scratchBytes)] as [number, number])
 
 const forwardKernel: tf.KernelFunc = ({ inputs, backend }) => {
   const kernel = runner!
@@ -138,15 +100,15 @@ const forwardKernel: tf.KernelFunc = ({ inputs, backend }) => {
   const { q, k, v, bias } = inputs as Record<string, tf.TensorInfo | undefined>
   const layout = layoutOf(q!, k!, bias)
   const rows = layout.b * layout.heads * layout.t
-  const arena = new Arena(kernel)
+  const arena = new KernelArena(kernel.memory, kernel.heapBase)
   const operands = [q, k, v, bias].map((x) => arena.copyIn(wasmBackend, x))
   const out = arena.take(rows * layout.d * 4)
   const stats = arena.take(rows * 8)
   const threads = threadsFor(layout)
-  const local = arena.perThread(threads, biasRowCount(bias) * 8, (layout.d + 4) * layout.length * 4)
+  const local = perThread(arena, threads, biasRowCount(bias) * 8, (layout.d + 4) * layout.length * 4)
   const shape = layoutArgs(layout)
   kernel.run("attentionForward", (i, start, end) => [...operands, out, stats, ...local[i]!, ...shape, start, end], layout.b * layout.kvHeads, threads)
-  return [copyOut(wasmBackend, out, q!.shape), copyOut(wasmBackend, stats, [layout.b, layout.heads, layout.t, 2])]
+  return [arena.copyOut(wasmBackend, out, q!.shape), arena.copyOut(wasmBackend, stats, [layout.b, layout.heads, layout.t, 2])]
 }
 
 const backwardKernel: tf.KernelFunc = ({ inputs, backend }) => {
@@ -154,16 +116,16 @@ const backwardKernel: tf.KernelFunc = ({ inputs, backend }) => {
   const wasmBackend = backend as unknown as WasmBackendInternals
   const { q, k, v, bias, out, dy, stats } = inputs as Record<string, tf.TensorInfo | undefined>
   const layout = layoutOf(q!, k!, bias)
-  const arena = new Arena(kernel)
+  const arena = new KernelArena(kernel.memory, kernel.heapBase)
   const operands = [q, k, v, bias, out, dy, stats].map((x) => arena.copyIn(wasmBackend, x))
   const dq = arena.take(tf.util.sizeFromShape(q!.shape) * 4)
   const dk = arena.take(tf.util.sizeFromShape(k!.shape) * 4)
   const dv = arena.take(tf.util.sizeFromShape(v!.shape) * 4)
   const threads = threadsFor(layout)
-  const local = arena.perThread(threads, biasRowCount(bias) * 8, (2 * layout.d + 8) * layout.length * 4)
+  const local = perThread(arena, threads, biasRowCount(bias) * 8, (2 * layout.d + 8) * layout.length * 4)
   const shape = layoutArgs(layout)
   kernel.run("attentionBackward", (i, start, end) => [...operands, dq, dk, dv, ...local[i]!, ...shape, start, end], layout.b * layout.kvHeads, threads)
-  return [copyOut(wasmBackend, dq, q!.shape), copyOut(wasmBackend, dk, k!.shape), copyOut(wasmBackend, dv, v!.shape)]
+  return [arena.copyOut(wasmBackend, dq, q!.shape), arena.copyOut(wasmBackend, dk, k!.shape), arena.copyOut(wasmBackend, dv, v!.shape)]
 }
 
 const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string"

@@ -6,49 +6,21 @@
  * the input is copied in, exponentiated in place, and copied into the output.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { elementwiseWasm } from "./kernels/elementwiseWasm.js"
-import { decodeBase64 } from "./decodeBase64.js"
+import { loadElementwise } from "./elementwiseKernels.js"
+import { KernelArena, type WasmBackendInternals } from "./kernelArena.js"
 import { replaceWasmKernel } from "./replaceWasmKernel.js"
 
-interface ElementwiseInstance {
-  readonly memory: WebAssembly.Memory
-  heapBase(): number
-  expInPlace(x: number, n: number): void
-}
-
-interface WasmBackendInternals {
-  readonly wasm: { readonly HEAPU8: Uint8Array }
-  readonly dataIdMap: { get(dataId: object): { readonly memoryOffset: number } }
-  makeOutput(shape: ReadonlyArray<number>, dtype: tf.DataType): tf.TensorInfo
-}
-
-let installed: Promise<boolean> | undefined
-
 /** Replaces the wasm backend's Exp (once per process); false where the kernel cannot load (no SIMD). */
-export const installSimdExp = (): Promise<boolean> => (installed ??= install())
-
-const install = async (): Promise<boolean> => {
-  let kernel: ElementwiseInstance
-  try {
-    const source = (await WebAssembly.instantiate(decodeBase64(elementwiseWasm) as BufferSource, {})) as unknown as WebAssembly.WebAssemblyInstantiatedSource
-    kernel = source.instance.exports as unknown as ElementwiseInstance
-  } catch {
-    return false
-  }
-  const base = Math.ceil(kernel.heapBase() / 16) * 16
+export const installSimdExp = async (): Promise<boolean> => {
+  const kernel = await loadElementwise()
+  if (kernel === undefined) return false
   return replaceWasmKernel(tf.Exp, (stock) => (args) => {
     const x = args.inputs["x"] as tf.TensorInfo
     if (x.dtype !== "float32") return stock.kernelFunc(args)
     const backend = args.backend as unknown as WasmBackendInternals
-    const n = tf.util.sizeFromShape(x.shape)
-    const short = base + 4 * n - kernel.memory.buffer.byteLength
-    if (short > 0) kernel.memory.grow(Math.ceil(short / 65536))
-    const from = backend.dataIdMap.get(x.dataId).memoryOffset
-    new Uint8Array(kernel.memory.buffer, base, 4 * n).set(backend.wasm.HEAPU8.subarray(from, from + 4 * n))
-    kernel.expInPlace(base, n)
-    const out = backend.makeOutput(x.shape, "float32")
-    // HEAPU8 is read after makeOutput: allocating may grow (and replace) the heap's buffer.
-    backend.wasm.HEAPU8.set(new Uint8Array(kernel.memory.buffer, base, 4 * n), backend.dataIdMap.get(out.dataId).memoryOffset)
-    return out
+    const arena = new KernelArena(kernel.memory, kernel.heapBase())
+    const at = arena.copyIn(backend, x)
+    kernel.expInPlace(at, tf.util.sizeFromShape(x.shape))
+    return arena.copyOut(backend, at, x.shape)
   })
 }
