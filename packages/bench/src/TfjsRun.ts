@@ -8,7 +8,7 @@
  * profiles every kernel, which would distort the timings). The number of live tensors is checked
  * around each timed window: a step or a knot that leaks fails the shape loudly.
  */
-import { AdapterSet, type BackendName, firstLine, measurePeakBytes, selectBackend } from "@peftkit/core"
+import { AdapterSet, type BackendName, backendOps, firstLine, measurePeakBytes, selectBackend } from "@peftkit/core"
 import { providers as cpuProviders } from "@peftkit/backend-cpu"
 import { providers as nodeProviders } from "@peftkit/backend-node"
 import { providers as webgpuProviders } from "@peftkit/backend-webgpu"
@@ -174,6 +174,12 @@ const runCola = (shape: BenchShape, batch: Batch, flops: number, ceiling: Matmul
     })))
   })
 
+/** A failure in one line: the backend's out-of-memory account where it recognises one (as the training loop reports it). */
+const failureLine = (error: unknown): string => {
+  const outOfMemory = backendOps().outOfMemory?.(error)
+  return outOfMemory === undefined ? firstLine(error) : `out of memory: ${outOfMemory}`
+}
+
 export const runShape = (shape: BenchShape, ceiling: MatmulCeiling, options: RunOptions, tag: string) =>
   Effect.gen(function* () {
     const flops = loraStepFlops({ config: shape.config, batch: shape.batch, seqLen: shape.seqLen, rank: recipe.rank, targetModules: recipe.targetModules }).total
@@ -192,7 +198,7 @@ export const runShape = (shape: BenchShape, ceiling: MatmulCeiling, options: Run
         const outcome = yield* Effect.exit(runAdapter(shape, batch, flops, ceiling, options, `${tag} ${shape.name}`, run, loraTiming.steps))
         if (outcome._tag === "Success") variants[run.name] = outcome.value
         else {
-          variantFailures[run.name] = `${firstLine(Cause.squash(outcome.cause))} (engine holds ${(tf.memory().numBytes / 2 ** 20).toFixed(0)} MiB after the failure)`
+          variantFailures[run.name] = `${failureLine(Cause.squash(outcome.cause))} (engine holds ${(tf.memory().numBytes / 2 ** 20).toFixed(0)} MiB after the failure)`
           options.log(`${tag} ${shape.name} ${run.name}: FAILED: ${variantFailures[run.name]}`)
         }
       }
