@@ -13,6 +13,7 @@
 import { activateTfjsBackend, backendUnavailable, firstLine, registerBackendOps } from "@peftkit/core"
 import type { BackendInfo, BackendProvider } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
+import { isNode } from "./internal/isNode.js"
 import { Effect } from "effect"
 import { blockwiseAttention } from "./internal/blockwiseAttention.js"
 import { fusedAttention, loadFusedAttention } from "./internal/fusedAttention.js"
@@ -45,8 +46,6 @@ const defaultThreads = (): number => {
   const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency
   return typeof n === "number" && n > 0 ? n : 1
 }
-
-const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string"
 
 /**
  * In Node: worker threads for large matmuls (1 when off or unavailable; the default is one per

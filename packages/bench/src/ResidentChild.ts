@@ -64,7 +64,13 @@ export const residentPeak = (script: string, backend: BackendName, shape: BenchS
     child.on("error", () => resume(Effect.succeed(undefined)))
     child.on("close", () => {
       const line = stdout.split("\n").find((l) => l.startsWith(MARKER))
-      resume(Effect.succeed(line === undefined ? undefined : (JSON.parse(line.slice(MARKER.length)) as { peakBytes: number }).peakBytes))
+      let peak: number | undefined
+      try {
+        peak = line === undefined ? undefined : (JSON.parse(line.slice(MARKER.length)) as { peakBytes: number }).peakBytes
+      } catch {
+        peak = undefined
+      }
+      resume(Effect.succeed(peak))
     })
     return Effect.sync(() => void child.kill())
   })

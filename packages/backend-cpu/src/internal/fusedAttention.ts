@@ -13,6 +13,7 @@
  * non-float32) go to the blockwise form.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { isNode } from "./isNode.js"
 import { blockwiseAttention } from "./blockwiseAttention.js"
 import { decodeBase64 } from "./decodeBase64.js"
 import { KernelArena, type WasmBackendInternals } from "./kernelArena.js"
@@ -127,8 +128,6 @@ const backwardKernel: tf.KernelFunc = ({ inputs, backend }) => {
   kernel.run("attentionBackward", (i, start, end) => [...operands, dq, dk, dv, ...local[i]!, ...shape, start, end], layout.b * layout.kvHeads, threads)
   return [arena.copyOut(wasmBackend, dq, q!.shape), arena.copyOut(wasmBackend, dk, k!.shape), arena.copyOut(wasmBackend, dv, v!.shape)]
 }
-
-const isNode = typeof process !== "undefined" && typeof process.versions?.node === "string"
 
 /**
  * In Node: the shared-memory build on `threads` threads (default: one per core); undefined for one
