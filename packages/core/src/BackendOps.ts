@@ -21,6 +21,8 @@ export interface BackendOps {
    * x and weight.
    */
   readonly rmsNorm?: (x: tf.Tensor, weight: tf.Tensor, eps: number) => tf.Tensor | undefined
+  /** silu(gate) * up (Llama's MLP activation), gate and up of one shape; differentiable in both. */
+  readonly swiGlu?: (gate: tf.Tensor, up: tf.Tensor) => tf.Tensor | undefined
   /**
    * Whether `error`, thrown by a kernel, means the backend ran out of memory: a sentence saying
    * what it holds and what to do (it becomes core's `BackendOutOfMemory`), or undefined.

@@ -14,6 +14,7 @@ import { measurePeakBytes } from "./Backend.js"
 import { decodeConfig, NonNegativeInt, PositiveInt } from "./Config.js"
 import { attempt, ConfigError, type FileError, NonFiniteLoss, NonFiniteWeights, type ThrownError, TrainingInterrupted } from "./Errors.js"
 import { clipByGlobalNorm } from "./GradientClipping.js"
+import { leanVariableGrads } from "./internal/leanGradients.js"
 import { MetricsLog } from "./MetricsLog.js"
 import type { Optimizer } from "./Optimizer.js"
 import type { NamedGradients, Parameter } from "./Parameter.js"
@@ -141,7 +142,7 @@ export const trainStep = <Batch>(
 ): tf.Scalar =>
   tf.tidy(() => {
     const batch = options.batch(step)
-    const { value, grads } = tf.variableGrads(() => options.loss(batch, true), [...parameters.variables])
+    const { value, grads } = leanVariableGrads(() => options.loss(batch, true), parameters.variables)
     // Frozen (trainable = false) variables get no gradient: they are simply not updated.
     let named: NamedGradients = Object.fromEntries(
       Object.entries(grads)

@@ -9,6 +9,7 @@
  * gradient needs UnsortedSegmentSum, which the wasm backend lacks.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { consume } from "./internal/consume.js"
 
 /** log p(inputIds[:, i + 1] | prefix) for i < t - 1: [b, t - 1] float32. */
 export const targetLogProbs = (logits: tf.Tensor3D, inputIds: tf.Tensor2D): tf.Tensor2D =>
@@ -45,12 +46,19 @@ const pickedLogProbs = (logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Tensor2D 
       value,
       gradFunc: (dy: tf.Tensor, saved: Array<tf.Tensor>) => {
         const [savedShifted, savedLogSumExp, savedTargets] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D]
+        // Each [rows, V] temporary is freed as soon as the next is made (a custom gradient's
+        // temporaries otherwise live until the whole backward pass ends): two at a time at most.
+        const logProbabilities = tf.sub(savedShifted, savedLogSumExp)
+        const probabilities = consume(logProbabilities, tf.exp(logProbabilities))
         // An int32 one-hot cast to float32: tfjs-backend-wasm 4.22's OneHot ignores a float32
         // dtype and writes int32 bits (1 reads as 1.4e-45).
-        const onehot = tf.cast(tf.oneHot(savedTargets, vocab), "float32")
-        const probabilities = tf.exp(tf.sub(savedShifted, savedLogSumExp))
-        const grad = tf.mul(tf.sub(onehot, probabilities), tf.reshape(dy, [rows, 1]))
-        return tf.pad(tf.reshape(grad, [b, t - 1, vocab]), [[0, 0], [0, 1], [0, 0]])
+        const onehotInt = tf.oneHot(savedTargets, vocab)
+        const onehot = consume(onehotInt, tf.cast(onehotInt, "float32"))
+        const difference = consume([onehot, probabilities], tf.sub(onehot, probabilities))
+        const scale = tf.reshape(dy, [rows, 1])
+        const grad = consume([difference, scale], tf.mul(difference, scale))
+        const perPosition = tf.reshape(grad, [b, t - 1, vocab])
+        return consume([grad, perPosition], tf.pad(perPosition, [[0, 0], [0, 1], [0, 0]]))
       }
     }
   })

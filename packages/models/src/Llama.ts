@@ -14,6 +14,7 @@ import { attend, mergeHeads, splitHeads } from "./Attention.js"
 import { attentionBias, CausalMask, fullAttentionMask, positionsFromMask } from "./AttentionMask.js"
 import type { CausalLM, ForwardOptions, FromWeightsOptions } from "./CausalLM.js"
 import { Embedding } from "./Embedding.js"
+import { swiGlu } from "./SwiGlu.js"
 import { checkpointSource, randomSource, type WeightSource } from "./internal/WeightSource.js"
 import { makeLinear } from "./internal/makeLinear.js"
 import { requirePositiveInt } from "./internal/validate.js"
@@ -224,8 +225,6 @@ export class Llama implements CausalLM {
   }
 
   private mlp(layer: LlamaLayer, x: tf.Tensor, training: boolean): tf.Tensor {
-    const gate = layer.gateProj.apply(x, training)
-    // SiLU(g) = g * sigmoid(g); tfjs-core has no fused silu.
-    return layer.downProj.apply(tf.mul(tf.mul(gate, tf.sigmoid(gate)), layer.upProj.apply(x, training)), training)
+    return layer.downProj.apply(swiGlu(layer.gateProj.apply(x, training), layer.upProj.apply(x, training)), training)
   }
 }

@@ -13,6 +13,7 @@
  * kernel with a copy.)
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { consume } from "./internal/consume.js"
 import type { RopeScaling } from "./ModelConfig.js"
 
 export type RopeLayout = "half" | "interleaved"
@@ -103,14 +104,38 @@ export class Rope {
     }))
   }
 
-  /** x [b, heads, t, d] rotated by `angles`. */
+  /**
+   * x [b, heads, t, d] rotated by `angles`. Differentiated by hand: the rotation is linear and
+   * `swap` is its own inverse, so dx = dy cos + swap(dy sin), and nothing is saved for the backward
+   * (tfjs's own differentiation would keep x, its swap and their products).
+   */
   apply(x: tf.Tensor4D, angles: RopeAngles): tf.Tensor4D {
+    const rotate = tf.customGrad((input, save) => {
+      // The angles (small: [1 or b, 1, t, d]) may be freed before the backward runs.
+      ;(save as tf.GradSaveFunc)([angles.cos, angles.sin])
+      return { value: this.rotate(input as tf.Tensor4D, angles), gradFunc: rotateBack }
+    })
+    const rotateBack = (dy: tf.Tensor, saved: Array<tf.Tensor>) => {
+      const [cos, sin] = saved as [tf.Tensor, tf.Tensor]
+      const cosPart = tf.mul(dy, cos)
+      const sinPart = tf.mul(dy, sin)
+      const swapped = consume(sinPart, this.swap(sinPart as tf.Tensor4D))
+      return consume([cosPart, swapped], tf.add(cosPart, swapped))
+    }
+    return rotate(x) as tf.Tensor4D
+  }
+
+  /** x cos + swap(x) sin. */
+  private rotate(x: tf.Tensor4D, angles: RopeAngles): tf.Tensor4D {
+    return tf.tidy(() => tf.add(tf.mul(x, angles.cos), tf.mul(this.swap(x), angles.sin)))
+  }
+
+  /** Exchanges the members of each pair: [x1 | x2] -> [x2 | x1] ("half") or (x0, x1) -> (x1, x0). */
+  private swap(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
       const [b, h, t, d] = x.shape
-      // Exchange the members of each pair: [x1 | x2] -> [x2 | x1] ("half") or (x0, x1) -> (x1, x0).
       const pairs = this.layout === "half" ? tf.reshape(x, [b * h * t, 2, d / 2]) : tf.reshape(x, [b * h * t, d / 2, 2])
-      const swapped = tf.reshape(tf.reverse(pairs, this.layout === "half" ? 1 : 2), [b, h, t, d])
-      return tf.add(tf.mul(x, angles.cos), tf.mul(swapped, angles.sin))
+      return tf.reshape(tf.reverse(pairs, this.layout === "half" ? 1 : 2), [b, h, t, d])
     })
   }
 

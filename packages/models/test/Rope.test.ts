@@ -23,6 +23,27 @@ const rotate = (x: Array<number>, pos: number, layout: "half" | "interleaved", t
 }
 
 describe("Rope", () => {
+
+  for (const layout of ["half", "interleaved"] as const) {
+    it(`${layout}: its hand-written gradient equals tfjs's differentiation of the same formula, with shared and per-row angles`, () => {
+      const rope = new Rope(8, 10000, layout, undefined, 16)
+      const x = tf.randomNormal([2, 3, 5, 8], 0, 1, "float32", 7) as tf.Tensor4D
+      const weights = tf.randomNormal([2, 3, 5, 8], 0, 1, "float32", 8)
+      const positions = tf.tensor2d([[0, 1, 2, 3, 4], [0, 0, 5, 6, 9]], undefined, "int32")
+      for (const angles of [rope.range(3, 5), rope.gather(positions, 9)]) {
+        // x cos + swap(x) sin, written with tfjs ops and differentiated by tfjs.
+        const plain = (input: tf.Tensor4D) => {
+          const pairs = layout === "half" ? tf.reshape(input, [30, 2, 4]) : tf.reshape(input, [30, 4, 2])
+          const swapped = tf.reshape(tf.reverse(pairs, layout === "half" ? 1 : 2), [2, 3, 5, 8])
+          return tf.add(tf.mul(input, angles.cos), tf.mul(swapped, angles.sin))
+        }
+        const custom = tf.grad((input: tf.Tensor) => tf.sum(tf.mul(rope.apply(input as tf.Tensor4D, angles), weights)))(x)
+        const reference = tf.grad((input: tf.Tensor) => tf.sum(tf.mul(plain(input as tf.Tensor4D), weights)))(x)
+        expect(maxAbsDiff(custom, reference)).toBeLessThan(1e-6)
+        expect(maxAbsDiff(rope.apply(x, angles), plain(x))).toBe(0)
+      }
+    })
+  }
   for (const layout of ["half", "interleaved"] as const) {
     it(`${layout}: rotates like the reference formula, from the sliced table and from gathered (per-row) positions`, () => {
       const rope = new Rope(8, 10000, layout, undefined, 4)
