@@ -29,7 +29,7 @@
 # What to carry in the device call: `.peftkit/gpu-carry` and nothing else (the working tree travels by
 # itself: this script, scripts/gpu-check/*.mjs, packages/bench/python/lora_reference.py). For example:
 #   run(carry=[".peftkit/gpu-carry"], timeout_s=540,
-#       command="bash scripts/gpu-check.sh --shapes stories260K,wide --steps 5 --warmup 2 --ratio-rounds 0")
+#       command="bash scripts/gpu-check.sh --shapes stories260K,wide --steps 5 --warmup 2 --ratio-seconds 0")
 #
 # The run, in order, each step logged, and the summary printed and written as it goes:
 #   0. unpacks the payload into .peftkit/gpu-run/ (tar + xz, or python3's tarfile where xz is missing);
@@ -41,7 +41,7 @@
 #      too). With --icd nvidia it fails unless that is an NVIDIA hardware adapter on Vulkan;
 #   3. the WebGPU conformance suite (as packages/backend-webgpu/test/Conformance.test.ts, without vitest);
 #   4. `node packages/bench/dist/main.js --backends webgpu --no-torch` (bundled), with the bench flags
-#      given here (--shapes, --steps, --warmup, --ratio-rounds; --quick = stories260K, 2 steps, 1 warm-up,
+#      given here (--shapes, --steps, --warmup, --ratio-seconds; --quick = stories260K, 2 steps, 1 warm-up,
 #      no ratio rounds);
 #   5. the PyTorch reference (packages/bench/python/lora_reference.py --device cuda, LoRA and COLA, same
 #      shapes and steps) with $PEFTKIT_GPU_PYTHON or python3, when that imports a torch that sees CUDA.
@@ -175,11 +175,11 @@ while [ $# -gt 0 ]; do
     --icd) icd_mode="${2:?--icd needs nvidia, lavapipe or a .json path}"; shift 2 ;;
     --torch) torch_mode="${2:?--torch needs auto, require or skip}"; shift 2 ;;
     --out) out="${2:?--out needs a directory}"; shift 2 ;;
-    --quick) shapes=stories260K; steps=2; warmup=1; bench_args+=(--ratio-rounds 0); shift ;;
+    --quick) shapes=stories260K; steps=2; warmup=1; bench_args+=(--ratio-seconds 0); shift ;;
     --shapes) shapes="${2:?}"; shift 2 ;;
     --steps) steps="${2:?}"; shift 2 ;;
     --warmup) warmup="${2:?}"; shift 2 ;;
-    --ratio-rounds) bench_args+=(--ratio-rounds "${2:?}"); shift 2 ;;
+    --ratio-seconds) bench_args+=(--ratio-seconds "${2:?}"); shift 2 ;;
     --no-conformance) run_conformance=0; shift ;;
     --no-bench) run_bench=0; shift ;;
     -h|--help) usage ;;

@@ -51,7 +51,7 @@ const throughputRow = (backend: string, shape: string, method: string, timing: M
 const residentBytes = (timing: MethodTiming): number | undefined => timing.residentPeakBytes ?? timing.peakBytes
 
 const interval = (measured: InterleavedRatio | undefined): string =>
-  measured === undefined ? "n/a" : `${measured.ratio.toFixed(3)}x (${measured.low.toFixed(3)}-${measured.high.toFixed(3)}), ${measured.rounds}x${measured.blockSteps}`
+  measured === undefined ? "n/a" : `${measured.ratio.toFixed(3)}x (${measured.low.toFixed(3)}-${measured.high.toFixed(3)}), ${measured.rounds} pairs`
 
 const knotCost = (measured: InterleavedRatio | undefined): string =>
   measured === undefined ? "n/a" : `${fixed(measured.medianKnotMs, 1)} + ${fixed(measured.postKnotExcessMs, 1)}`
@@ -138,7 +138,7 @@ export const renderMarkdown = (result: BenchResult): string => {
   const colaRows: Array<ReadonlyArray<string>> = []
   for (const run of ok) for (const shape of run.shapes) colaRows.push(colaRow(run.backend, shape.shape, shape.lora, shape.cola, shape.colaRatio))
   if (torch.status === "ok") for (const shape of torch.shapes) colaRows.push(colaRow(torchLabel(torch), shape.shape, shape.lora, shape.cola))
-  out.push(table(["backend", "shape", "knots", "steady step time, interleaved (95% CI), rounds x steps", "knot ms + next step's excess", "step time", "total time", "peak memory", "knot ms", "knot peak MiB"], colaRows))
+  out.push(table(["backend", "shape", "knots", "steady step time, interleaved (95% CI), pairs", "knot ms + next step's excess", "step time", "total time", "peak memory", "knot ms", "knot peak MiB"], colaRows))
   out.push("")
 
   const variantRows: Array<ReadonlyArray<string>> = []

@@ -54,7 +54,7 @@ export interface ShapeResult {
   readonly variants?: Readonly<Record<string, MethodTiming>>
   /** Variants that failed on this shape, with why (the shape's other rows stand). */
   readonly variantFailures?: Readonly<Record<string, string>>
-  /** COLA's step time over LoRA's from interleaved rounds, with a 95% interval (absent with --ratio-rounds 0). */
+  /** COLA's step time over LoRA's from interleaved rounds, with a 95% interval (absent with --ratio-seconds 0). */
   readonly colaRatio?: InterleavedRatio
 }
 

@@ -17,9 +17,8 @@ export interface BenchShape {
   /** Default warm-up and timed steps: chosen so a full `pnpm bench` stays within minutes on 2 cores. */
   readonly defaultWarmup: number
   readonly defaultSteps: number
-  /** The interleaved COLA/LoRA ratio (`InterleavedRatio.ts`): rounds, and steps per method per round. */
-  readonly defaultRatioRounds: number
-  readonly ratioBlockSteps: number
+  /** Seconds for the interleaved COLA/LoRA ratio (`InterleavedRatio.ts`); 0: not measured by default. */
+  readonly defaultRatioSeconds: number
 }
 
 const llama = (fields: Pick<LlamaConfig, "vocabSize" | "hiddenSize" | "intermediateSize" | "numHiddenLayers" | "numAttentionHeads" | "numKeyValueHeads" | "tieWordEmbeddings">): LlamaConfig => ({
@@ -45,8 +44,7 @@ export const stories260K: BenchShape = {
   seqLen: 256,
   defaultWarmup: 3,
   defaultSteps: 15,
-  defaultRatioRounds: 12,
-  ratioBlockSteps: 5
+  defaultRatioSeconds: 150
 }
 
 /** A wider stack where matmul throughput dominates: the honest test against a BLAS. */
@@ -57,14 +55,13 @@ export const wide: BenchShape = {
   seqLen: 128,
   defaultWarmup: 2,
   defaultSteps: 9,
-  defaultRatioRounds: 8,
-  ratioBlockSteps: 3
+  defaultRatioSeconds: 300
 }
 
 /**
  * SmolLM-135M's architecture with random weights (dim 576, 30 layers, 9 heads on 3 kv heads, MLP
  * 1536, vocab 49152, tied head), one sequence of 256 tokens: what a person fine-tunes in a browser.
- * Few steps: a wasm step takes seconds here. The interleaved ratio is opt-in (`--ratio-rounds`).
+ * Few steps: a wasm step takes seconds here. The interleaved ratio is opt-in (`--ratio-seconds`).
  */
 export const smollm135M: BenchShape = {
   name: "smollm135M",
@@ -73,8 +70,7 @@ export const smollm135M: BenchShape = {
   seqLen: 256,
   defaultWarmup: 1,
   defaultSteps: 3,
-  defaultRatioRounds: 0,
-  ratioBlockSteps: 3
+  defaultRatioSeconds: 0
 }
 
 export const shapes: Readonly<Record<ShapeName, BenchShape>> = { stories260K, wide, smollm135M }

@@ -20,7 +20,7 @@ import { type BenchVariant, benchVariants } from "./BenchVariants.js"
 import { gflopsPerSecond, loraStepFlops } from "./Flops.js"
 import { measureMatmulCeiling } from "./MatmulCeiling.js"
 import { type Batch, adapterConfig, checkTensors, makeHarness, newModel, newOptimizer, peakOfStep, runStep } from "./Harness.js"
-import { runInterleaved } from "./InterleavedRatio.js"
+import { defaultPlan, runInterleaved } from "./InterleavedRatio.js"
 import { median } from "./Median.js"
 import type { BackendRun, ColaTiming, MatmulCeiling, MethodTiming, ShapeResult } from "./Results.js"
 import { type BenchShape, knotOffsets, recipe, tokenIds, tokensPerBatch } from "./Shapes.js"
@@ -35,8 +35,8 @@ export interface RunOptions {
   readonly steps?: number
   /** Time allowed for one timed window when `steps` is not given (default 30 s). */
   readonly budgetMs?: number
-  /** Rounds of the interleaved COLA/LoRA ratio; undefined: the shape's default; 0: not measured. */
-  readonly ratioRounds?: number
+  /** Seconds for the interleaved COLA/LoRA ratio; undefined: the shape's default; 0: not measured. */
+  readonly ratioSeconds?: number
   readonly log: (line: string) => void
 }
 
@@ -202,9 +202,9 @@ export const runShape = (shape: BenchShape, ceiling: MatmulCeiling, options: Run
           options.log(`${tag} ${shape.name} ${run.name}: FAILED: ${variantFailures[run.name]}`)
         }
       }
-      const rounds = options.ratioRounds ?? shape.defaultRatioRounds
-      const colaRatio = rounds >= 2
-        ? yield* runInterleaved(shape, batch, { warmup: options.warmup ?? shape.defaultWarmup, rounds, blockSteps: shape.ratioBlockSteps }, options.log, `${tag} ${shape.name}`)
+      const seconds = options.ratioSeconds ?? shape.defaultRatioSeconds
+      const colaRatio = seconds > 0
+        ? yield* runInterleaved(shape, batch, defaultPlan(options.warmup ?? shape.defaultWarmup, seconds), options.log, `${tag} ${shape.name}`)
         : undefined
       return {
         shape: shape.name,

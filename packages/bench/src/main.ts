@@ -24,15 +24,16 @@ import { runTorchReference } from "./TorchReference.js"
 import { type ResidentMethod, residentPeak, runResidentChild } from "./ResidentChild.js"
 
 const usage = `usage: peftkit-bench [--backends wasm,webgpu,node-gpu,node,cpu] [--shapes ${shapeNames.join(",")}]
-                     [--steps N >= 2] [--warmup N] [--ratio-rounds N] [--no-torch] [--torch-threads N] [--out DIR]
+                     [--steps N >= 2] [--warmup N] [--ratio-seconds S] [--no-torch] [--torch-threads N] [--out DIR]
 
   --backends   default: each of wasm, webgpu, node-gpu, node that loads here (cpu, the plain JS
                backend, only when named: it is about 50x slower)
   --steps      timed steps per method (default per shape: stories260K 15, wide 9, smollm135M 3; lowered
                automatically on slow backends when not given)
   --warmup     untimed steps first (default: stories260K 3, wide 2, smollm135M 1)
-  --ratio-rounds  rounds of the interleaved COLA/LoRA step-time ratio with its 95% interval
-               (default: stories260K 10 rounds of 4 steps each, wide 6 of 3; 0 skips it)
+  --ratio-seconds  time for the interleaved COLA/LoRA step-time ratio with its 95% interval (single-
+               step pairs until the interval is within +-1% or the time is spent; default: stories260K
+               150, wide 300, smollm135M 0; 0 skips it)
   --no-torch   skip the PyTorch reference (python/lora_reference.py: PyTorch 2.x + transformers +
                PEFT from the venv \`pnpm bench:reference\` makes, or $PEFTKIT_BENCH_PYTHON; without
                either, Debian's /usr/bin/python3 as a named fallback)
@@ -52,7 +53,7 @@ interface Settings {
   readonly warmup: number | undefined
   readonly torch: boolean
   readonly torchThreads: number | undefined
-  readonly ratioRounds: number | undefined
+  readonly ratioSeconds: number | undefined
   readonly out: string
 }
 
@@ -76,7 +77,7 @@ const parseSettings = (argv: Array<string>): Settings => {
       warmup: { type: "string" },
       "no-torch": { type: "boolean" },
       "torch-threads": { type: "string" },
-      "ratio-rounds": { type: "string" },
+      "ratio-seconds": { type: "string" },
       out: { type: "string" },
       child: { type: "string" },
       resident: { type: "string" },
@@ -110,7 +111,7 @@ const parseSettings = (argv: Array<string>): Settings => {
     warmup: count("warmup", values.warmup, 0),
     torch: values["no-torch"] !== true,
     torchThreads: count("torch-threads", values["torch-threads"], 1),
-    ratioRounds: count("ratio-rounds", values["ratio-rounds"], 0),
+    ratioSeconds: count("ratio-seconds", values["ratio-seconds"], 0),
     out: values.out ?? "reports/bench"
   }
 }
@@ -122,12 +123,12 @@ const childArgs = (settings: Settings): Array<string> => [
   "--shapes", settings.shapes.map((shape) => shape.name).join(","),
   ...(settings.steps === undefined ? [] : ["--steps", String(settings.steps)]),
   ...(settings.warmup === undefined ? [] : ["--warmup", String(settings.warmup)]),
-  ...(settings.ratioRounds === undefined ? [] : ["--ratio-rounds", String(settings.ratioRounds)])
+  ...(settings.ratioSeconds === undefined ? [] : ["--ratio-seconds", String(settings.ratioSeconds)])
 ]
 
 const runChild = (backend: BackendName, settings: Settings) =>
   Effect.gen(function* () {
-    const run = yield* runBackend(backend, settings.shapes, { steps: settings.steps, warmup: settings.warmup, ...(settings.ratioRounds === undefined ? {} : { ratioRounds: settings.ratioRounds }), log: say })
+    const run = yield* runBackend(backend, settings.shapes, { steps: settings.steps, warmup: settings.warmup, ...(settings.ratioSeconds === undefined ? {} : { ratioSeconds: settings.ratioSeconds }), log: say })
     yield* Effect.promise(() => printChildResult(run))
   })
 

@@ -90,9 +90,9 @@ describe("renderMarkdown", () => {
     expect(markdown).toContain("| wasm | stories260K | 2 in 3 steps | n/a | n/a | 1.01x | 1.02x | 1.00x | 3.0 | 90.0 |")
     const ok = result.backends[0]!
     if (ok.status !== "ok") throw new Error("fixture")
-    const shape = { ...ok.shapes[0]!, colaRatio: { ratio: 1.0123, low: 0.9951, high: 1.0298, rounds: 10, blockSteps: 4, medianKnotMs: 2.5, postKnotExcessMs: 1.25 } }
+    const shape = { ...ok.shapes[0]!, colaRatio: { ratio: 1.0123, low: 0.9951, high: 1.0298, rounds: 40, blockSteps: 1, medianKnotMs: 2.5, postKnotExcessMs: 1.25, stoppedBy: "budget" as const, seconds: 30 } }
     const withRatio = renderMarkdown({ ...result, backends: [{ ...ok, shapes: [shape] }, ...result.backends.slice(1)] })
-    expect(withRatio).toContain("| wasm | stories260K | 2 in 3 steps | 1.012x (0.995-1.030), 10x4 | 2.5 + 1.3 | 1.01x |")
+    expect(withRatio).toContain("| wasm | stories260K | 2 in 3 steps | 1.012x (0.995-1.030), 40 pairs | 2.5 + 1.3 | 1.01x |")
   })
 
   it("has a row per variant: throughput against PEFT's, and step time and memory against LoRA's", () => {
