@@ -138,7 +138,7 @@ export const renderMarkdown = (result: BenchResult): string => {
   const colaRows: Array<ReadonlyArray<string>> = []
   for (const run of ok) for (const shape of run.shapes) colaRows.push(colaRow(run.backend, shape.shape, shape.lora, shape.cola, shape.colaRatio))
   if (torch.status === "ok") for (const shape of torch.shapes) colaRows.push(colaRow(torchLabel(torch), shape.shape, shape.lora, shape.cola))
-  out.push(table(["backend", "shape", "knots", "steady step time, interleaved (95% CI), pairs", "knot ms + next step's excess", "step time", "total time", "peak memory", "knot ms", "knot peak MiB"], colaRows))
+  out.push(table(["backend", "shape", "knots", "steady step time, interleaved (95% CI), pairs", "knot ms + the next steps' excess", "step time", "total time", "peak memory", "knot ms", "knot peak MiB"], colaRows))
   out.push("")
 
   const variantRows: Array<ReadonlyArray<string>> = []
