@@ -130,9 +130,10 @@ export const renderMarkdown = (result: BenchResult): string => {
   out.push("## COLA / LoRA")
   out.push("")
   out.push("Same shape, steps and recipe; COLA's knots (merge, re-init, optimizer reset) run inside the timed window. " +
-    "Interleaved: both runs in one process, alternating blocks of steps (order swapped every round), a knot before every COLA block after the first; " +
-    "the geometric mean of the rounds' median-step ratios with a 95% t interval (`src/PairedRatio.ts`), over the steady steps: the knot and the step after it " +
-    "(which re-creates the optimizer's slots) are timed apart, since a real chain has them once per link of hundreds of steps. " +
+    "Interleaved: both runs in one process, alternating single steps in ABBA order, pairs added until the 95% interval is within +-1% or the time budget is spent " +
+    "(`src/InterleavedRatio.ts`), COLA knotting every 20 of its steps; the geometric mean of the pairs' ratios with a 95% t interval (`src/PairedRatio.ts`), over the steady steps: " +
+    "the knot and the 2 COLA steps after it (optimizer slots re-created; on wasm the merged weights' transposes and packings redone) are timed apart, " +
+    "since a real chain has them once per link of hundreds of steps. " +
     "Step time: median step of the separate runs, knots excluded; total time: the whole window, knots included (amortised); peak memory: one step.")
   out.push("")
   const colaRows: Array<ReadonlyArray<string>> = []
