@@ -29,6 +29,13 @@ export interface ParallelMatMulOptions {
   readonly threads?: number | undefined
   /** Products with fewer multiply-adds run on one thread (a hand-off has a fixed cost). */
   readonly minMultiplyAdds?: number
+  /**
+   * Multiply-adds per float handed off (k n / (k + n): a worker's rows of a go out and its rows of
+   * the result come back) below which a product stays on one thread. `pnpm bench:profile` on
+   * stories260K: its 19 [2048, 64] x [64, 64] products a step (32) took 25-27 ms split and 13-19 ms
+   * on one thread; [2048, 64] x [64, 172] and [2048, 172] x [172, 64] (47) ran faster split.
+   */
+  readonly minIntensity?: number
   /** Bytes of right operands the workers may keep in all. */
   readonly budgetBytes?: number
 }
@@ -104,6 +111,7 @@ const install = async (requested: ParallelMatMulOptions): Promise<number> => {
   const paths = { core: require.resolve("@tensorflow/tfjs-core"), wasm: require.resolve("@tensorflow/tfjs-backend-wasm") }
   const helpers = await Promise.all(Array.from({ length: options.threads - 1 }, () => startHelper(paths)))
   const minMultiplyAdds = options.minMultiplyAdds ?? 2 ** 23
+  const minIntensity = options.minIntensity ?? 40
   const budget = options.budgetBytes ?? 2 ** 30
 
   // Right operands by data identity; insertion order is the eviction order.
@@ -143,7 +151,7 @@ const install = async (requested: ParallelMatMulOptions): Promise<number> => {
       const [m, k] = a.shape as [number, number]
       const n = b.shape[1]!
       const threads = helpers.length + 1
-      if (m * k * n < minMultiplyAdds || m < 8 * threads) return original.kernelFunc(args)
+      if (m * k * n < minMultiplyAdds || m < 8 * threads || (k * n) / (k + n) < minIntensity) return original.kernelFunc(args)
       const backend = args.backend as unknown as WasmBackendInternals
       const share = Math.floor(m / threads)
       const mainRows = m - share * helpers.length
