@@ -14,7 +14,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..")
 const builds = [
   { kernel: "attention", name: "attention", flags: [] },
   { kernel: "attention", name: "attentionShared", flags: ["--importMemory", "--sharedMemory", "--initialMemory", "1", "--maximumMemory", "65536", "--enable", "threads"] },
-  { kernel: "elementwise", name: "elementwise", flags: [] }
+  { kernel: "elementwise", name: "elementwise", flags: [] },
+  { kernel: "gemm", name: "gemm", flags: [] },
+  { kernel: "gemm", name: "gemmShared", flags: ["--importMemory", "--sharedMemory", "--initialMemory", "1", "--maximumMemory", "65536", "--enable", "threads"] }
 ]
 const check = process.argv.includes("--check")
 let stale = 0

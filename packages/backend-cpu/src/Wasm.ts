@@ -17,6 +17,7 @@ import { isNode } from "./internal/isNode.js"
 import { Effect } from "effect"
 import { blockwiseAttention } from "./internal/blockwiseAttention.js"
 import { fusedAttention, loadFusedAttention } from "./internal/fusedAttention.js"
+import { installGemmMatMul } from "./internal/gemmMatMul.js"
 import { installContinuousSlice } from "./internal/continuousSlice.js"
 import { installCopyReverse } from "./internal/copyReverse.js"
 import { installSharedIdentity } from "./internal/sharedIdentity.js"
@@ -31,10 +32,18 @@ export interface WasmOptions {
   /**
    * Threads to use; defaults to the machine's cores (`navigator.hardwareConcurrency`, or
    * `os.availableParallelism()` in Node). In browsers with cross-origin isolation they size tfjs's
-   * own thread pool. In Node, where tfjs runs single-threaded, they split large matmuls by rows
-   * across worker threads (`internal/parallelMatMul.ts`); 1 turns that off. Read once per process.
+   * own thread pool. In Node, where tfjs runs single-threaded, peftkit's own kernels (matmul,
+   * attention) split their work across worker threads; 1 turns that off. Read once per process.
    */
   readonly threads?: number
+  /**
+   * Which kernel multiplies float32 matrices: "peftkit" (default where WebAssembly SIMD runs),
+   * peftkit's own GEMM (`kernels/gemm.ts`), which keeps no copy of any operand between calls; or
+   * "xnnpack", tfjs's, which keeps a packed copy of every right operand it has seen, a transpose of
+   * every frozen weight used transposed, and in Node a worker's copies for its row split (several
+   * times the weights' memory). Read once per process.
+   */
+  readonly matMul?: "peftkit" | "xnnpack"
   /**
    * Where the `.wasm` binaries are served from (`setWasmPaths`): a URL prefix or a per-file map.
    * Needed in browsers when a bundler does not copy them next to the script; Node finds them itself.
@@ -106,7 +115,10 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
       ...(rmsNorm ? { rmsNorm: fusedRmsNorm } : {}),
       outOfMemory: wasmOutOfMemory
     })
-    const matMulThreads = yield* parallelMatMulInNode(options.threads)
+    // peftkit's own GEMM kernel (SIMD, its own worker threads) takes every float32 product; without
+    // SIMD, or when asked, XNNPACK's, split by rows across a second tfjs instance in Node.
+    const gemmThreads = features.simd && options.matMul !== "xnnpack" ? yield* Effect.promise(() => installGemmMatMul(options.threads)) : 0
+    const matMulThreads = gemmThreads > 0 ? gemmThreads : yield* parallelMatMulInNode(options.threads)
     const threads = Math.max(module.getThreadsCount(), matMulThreads, attentionThreads)
     const parallel = [matMulThreads > 1 ? "matmuls" : "", attentionThreads > 1 ? "attention" : ""].filter((s) => s !== "").join(" and ")
     const detail = `${features.simd ? "SIMD" : "no SIMD"}, ${threads} thread${threads === 1 ? "" : "s"}${parallel === "" ? "" : ` for ${parallel}`}`
@@ -124,6 +136,7 @@ export const makeWasmProvider = (options: WasmOptions = {}): BackendProvider => 
         attentionThreads,
         simdExp,
         fusedRmsNorm: rmsNorm,
+        gemm: gemmThreads > 0,
         version: module.version_wasm
       }
     } satisfies BackendInfo

@@ -7,16 +7,15 @@
  *
  * The kernels run in their own small WebAssembly instance: operands are copied from the tfjs heap
  * into its memory and results copied back (a few hundred KiB a layer, small next to the arithmetic).
- * In Node its shared-memory build also runs on worker threads (`attentionThreads.ts`), each taking a
+ * In Node its shared-memory build also runs on worker threads (`kernelThreads.ts`), each taking a
  * range of (batch row, kv head) blocks; in browsers it runs on the calling thread.
  * Shapes the kernel does not cover (head size not a multiple of 4, a bias that differs per head,
  * non-float32) go to the blockwise form.
  */
 import * as tf from "@tensorflow/tfjs-core"
-import { isNode } from "./isNode.js"
 import { blockwiseAttention } from "./blockwiseAttention.js"
-import { decodeBase64 } from "./decodeBase64.js"
 import { KernelArena, type WasmBackendInternals } from "./kernelArena.js"
+import { type KernelRunner, singleThreadRunner, threadedRunner } from "./kernelRunner.js"
 import { attentionSharedWasm } from "./kernels/attentionSharedWasm.js"
 import { attentionWasm } from "./kernels/attentionWasm.js"
 
@@ -27,38 +26,10 @@ export const FusedAttentionGrad = "PeftkitFusedAttentionGrad"
 /** The kernel's two entry points (`kernels/attention.ts`). */
 export type AttentionEntry = "attentionForward" | "attentionBackward"
 
-/** An instance's exports (its memory is exported by the single-thread build, imported by the shared one). */
-export interface AttentionInstance {
-  readonly memory?: WebAssembly.Memory
-  heapBase(): number
-  attentionForward(...args: Array<number>): void
-  attentionBackward(...args: Array<number>): void
-}
-
-/** Runs an entry point over blocks [0, blocks) on one or more threads sharing `memory`. */
-export interface AttentionRunner {
-  readonly memory: WebAssembly.Memory
-  readonly heapBase: number
-  readonly threads: number
-  /** `argsFor(thread, start, end)`: the entry's arguments for one thread's block range; at most `threads` threads. */
-  run(entry: AttentionEntry, argsFor: (thread: number, start: number, end: number) => Array<number>, blocks: number, threads: number): void
-}
-
-let runner: AttentionRunner | undefined
+let runner: KernelRunner<AttentionEntry> | undefined
 
 /** Below this many multiply-adds a call stays on one thread: a hand-off costs tens of microseconds. */
 const MIN_PARALLEL_WORK = 2 ** 20
-
-const singleThread = async (): Promise<AttentionRunner> => {
-  const source = (await WebAssembly.instantiate(decodeBase64(attentionWasm) as BufferSource, {})) as unknown as WebAssembly.WebAssemblyInstantiatedSource
-  const instance = source.instance.exports as unknown as AttentionInstance
-  return {
-    memory: instance.memory!,
-    heapBase: instance.heapBase(),
-    threads: 1,
-    run: (entry, argsFor, blocks) => instance[entry](...argsFor(0, 0, blocks))
-  }
-}
 
 interface Layout {
   readonly b: number
@@ -130,21 +101,6 @@ const backwardKernel: tf.KernelFunc = ({ inputs, backend }) => {
 }
 
 /**
- * In Node: the shared-memory build on `threads` threads (default: one per core); undefined for one
- * thread or where that fails.
- */
-const threadedInNode = async (threads: number | undefined): Promise<AttentionRunner | undefined> => {
-  if (!isNode || (threads !== undefined && threads < 2) || typeof SharedArrayBuffer === "undefined") return undefined
-  const path = "./attentionThreads.js"
-  try {
-    const { startAttentionThreads } = (await import(/* @vite-ignore */ path)) as typeof import("./attentionThreads.js")
-    return await startAttentionThreads(decodeBase64(attentionSharedWasm), threads)
-  } catch {
-    return undefined
-  }
-}
-
-/**
  * Instantiates the kernel (in Node on `threads` threads, default one per core; one elsewhere) and registers both
  * directions for the wasm backend, once per process. Resolves to the threads it runs on, or 0 where
  * the runtime cannot run it (no WebAssembly SIMD): the op then stays blockwise.
@@ -152,7 +108,7 @@ const threadedInNode = async (threads: number | undefined): Promise<AttentionRun
 export const loadFusedAttention = async (threads: number | undefined): Promise<number> => {
   if (runner !== undefined) return runner.threads
   try {
-    runner = (await threadedInNode(threads)) ?? (await singleThread())
+    runner = (await threadedRunner<AttentionEntry>(attentionSharedWasm, threads, "attention")) ?? (await singleThreadRunner<AttentionEntry>(attentionWasm))
   } catch {
     return 0
   }
