@@ -7,16 +7,13 @@
  * the fused kernels ran (by name, in `tf.profile`), not the blockwise fallback, and that nothing leaks.
  * The last two cases are large enough to be split over worker threads in Node.
  */
-import { Backend, backendOps } from "@peftkit/core"
+import { backendOps } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
-import { providers } from "../src/index.js"
+import { use } from "./helpers.js"
 import { FusedAttention, FusedAttentionGrad } from "../src/internal/fusedAttention.js"
-
-const use = (backend: "cpu" | "wasm") => Effect.runPromise(Effect.provide(Effect.void, Backend.layer(backend, providers)))
 
 const maxRelative = (actual: ArrayLike<number>, expected: ArrayLike<number>) => {
   expect(actual.length).toBe(expected.length)

@@ -4,14 +4,11 @@
  * odd-sized (not a multiple of 4) and wide rows, checking by kernel name that the fused kernels ran
  * and that nothing leaks.
  */
-import { Backend, backendOps } from "@peftkit/core"
+import { backendOps } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
-import { providers } from "../src/index.js"
+import { use } from "./helpers.js"
 import { FusedRmsNorm, FusedRmsNormGrad } from "../src/internal/fusedRmsNorm.js"
-
-const use = (backend: "cpu" | "wasm") => Effect.runPromise(Effect.provide(Effect.void, Backend.layer(backend, providers)))
 
 const plainRmsNorm = (x: tf.Tensor, weight: tf.Tensor, eps: number): tf.Tensor =>
   tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), weight)

@@ -4,15 +4,14 @@
  * a multiple of the 8-column panel, both ways of taking a transposed A, products large enough for
  * the worker threads, and stories260K's sizes, against the CPU backend; nothing kept, nothing leaked.
  */
-import { Backend, selectBackend } from "@peftkit/core"
+import { selectBackend } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { availableParallelism } from "node:os"
 import { describe, expect, it } from "vitest"
+import { close, use } from "./helpers.js"
 import { providers } from "../src/index.js"
 import { keptTransposes } from "../src/internal/transposeFreeMatMul.js"
-
-const use = (backend: "cpu" | "wasm") => Effect.runPromise(Effect.provide(Effect.void, Backend.layer(backend, providers)))
 
 type Case = readonly [transA: boolean, transB: boolean, m: number, k: number, n: number]
 
@@ -79,7 +78,7 @@ describe("float32 products on peftkit's GEMM kernel", () => {
       return [tf.matMul(x, weight, false, true).dataSync().slice(), dx.dataSync().slice()]
     })
     const check = (actual: ReadonlyArray<ArrayLike<number>>, wanted: ReadonlyArray<ArrayLike<number>>) =>
-      actual.forEach((values, i) => Array.from(values).forEach((v, j) => expect(Math.abs(v - wanted[i]![j]!) / Math.max(1, Math.abs(wanted[i]![j]!))).toBeLessThan(1e-4)))
+      actual.forEach((values, i) => close(values, wanted[i]!, 1e-4))
     const before = tf.memory().numTensors
     check(run(), expected[0]!)
     check(run(), expected[0]!)

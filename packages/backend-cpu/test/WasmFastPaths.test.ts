@@ -4,20 +4,9 @@
  * contiguous Slice and the copying Reverse. Each is compared with the same plain tfjs computation
  * on the CPU backend. (XNNPACK's matmul path, `matMul: "xnnpack"`: XnnpackMatMul.test.ts.)
  */
-import { Backend } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
-import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
-import { providers } from "../src/index.js"
-
-const use = (backend: "cpu" | "wasm") => Effect.runPromise(Effect.provide(Effect.void, Backend.layer(backend, providers)))
-
-const close = (actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number) => {
-  expect(actual.length).toBe(expected.length)
-  let worst = 0
-  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / Math.max(1, Math.abs(expected[i]!)))
-  expect(worst).toBeLessThan(tolerance)
-}
+import { use, close } from "./helpers.js"
 
 /** Values and both gradients of sum(op(a) op(b) * w) for fixed seeded inputs. */
 const product = (multiply: (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D, aShape: [number, number], bShape: [number, number]) =>

@@ -3,24 +3,17 @@
  * transposed products through kept transposes of frozen weights, and the row split across a second
  * tfjs instance in Node. Its own file: kernel registrations are per process.
  */
-import { Backend, selectBackend } from "@peftkit/core"
+import { selectBackend } from "@peftkit/core"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import { availableParallelism } from "node:os"
 import { describe, expect, it } from "vitest"
+import { close, use as useBackend } from "./helpers.js"
 import { cpu, makeWasmProvider } from "../src/index.js"
 import { keptTransposes } from "../src/internal/transposeFreeMatMul.js"
 
 const providers = [makeWasmProvider({ matMul: "xnnpack" }), cpu]
-
-const use = (backend: "cpu" | "wasm") => Effect.runPromise(Effect.provide(Effect.void, Backend.layer(backend, providers)))
-
-const close = (actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number) => {
-  expect(actual.length).toBe(expected.length)
-  let worst = 0
-  for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / Math.max(1, Math.abs(expected[i]!)))
-  expect(worst).toBeLessThan(tolerance)
-}
+const use = (backend: "cpu" | "wasm") => useBackend(backend, providers)
 
 describe("kept transposes of frozen weights", () => {
   // dx sums 24 products of 40-term sums: XNNPACK and the JS kernel round in different orders.

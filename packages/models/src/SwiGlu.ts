@@ -24,9 +24,10 @@ const plainSwiGlu = tf.customGrad((gate, up, save) => {
       const s = tf.sigmoid(savedGate)
       const silu = tf.mul(savedGate, s)
       const dUp = tf.mul(dy, silu)
-      const oneMinusS = tf.sub(1, s)
-      const siluOneMinusS = tf.mul(silu, oneMinusS)
-      const slope = consume([s, silu, oneMinusS, siluOneMinusS], tf.add(s, siluOneMinusS))
+      // silu (1 - s) as silu - silu s: no scalar tensor for the 1, which nothing would free.
+      const siluS = tf.mul(silu, s)
+      const siluOneMinusS = consume(siluS, tf.sub(silu, siluS))
+      const slope = consume([s, silu, siluOneMinusS], tf.add(s, siluOneMinusS))
       const dyUp = tf.mul(dy, savedUp)
       const dGate = consume([slope, dyUp], tf.mul(dyUp, slope))
       return [dGate, dUp]

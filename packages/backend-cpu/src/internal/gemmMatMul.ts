@@ -17,6 +17,8 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { KernelArena, type WasmBackendInternals } from "./kernelArena.js"
+import { matrixShape } from "./matrixShape.js"
+import { replaceWasmKernel } from "./replaceWasmKernel.js"
 import { type KernelRunner, singleThreadRunner, threadedRunner } from "./kernelRunner.js"
 import { gemmSharedWasm } from "./kernels/gemmSharedWasm.js"
 import { gemmWasm } from "./kernels/gemmWasm.js"
@@ -25,14 +27,6 @@ type GemmEntry = "transposeInto" | "packB" | "gemm"
 
 /** Below this many multiply-adds a product stays on one thread: a hand-off costs tens of microseconds. */
 const MIN_PARALLEL_WORK = 2 ** 20
-
-/** [1, ..., 1, rows, cols] -> [rows, cols], or undefined when a leading dimension is not 1. */
-const matrixShape = (x: tf.TensorInfo): [number, number] | undefined => {
-  const rank = x.shape.length
-  if (rank < 2) return undefined
-  for (let i = 0; i < rank - 2; i++) if (x.shape[i] !== 1) return undefined
-  return [x.shape[rank - 2]!, x.shape[rank - 1]!]
-}
 
 /** C [m, n] = A [m, k] (rows at `a`) x B, packed at `packed`: rows split into ranges of 4 between threads. */
 const multiply = (runner: KernelRunner<GemmEntry>, a: number, packed: number, c: number, m: number, k: number, n: number) => {
@@ -57,62 +51,56 @@ let runner: KernelRunner<GemmEntry> | undefined
  */
 export const installGemmMatMul = async (threads: number | undefined): Promise<number> => {
   if (runner !== undefined) return runner.threads
-  const previous = tf.getKernel(tf.BatchMatMul, "wasm")
-  if (previous === undefined) return 0
+  if (tf.getKernel(tf.BatchMatMul, "wasm") === undefined) return 0
   try {
     runner = (await threadedRunner<GemmEntry>(gemmSharedWasm, threads, "matmul")) ?? (await singleThreadRunner<GemmEntry>(gemmWasm))
   } catch {
     return 0
   }
   const kernel = runner
-  tf.unregisterKernel(tf.BatchMatMul, "wasm")
-  tf.registerKernel({
-    kernelName: tf.BatchMatMul,
-    backendName: "wasm",
-    kernelFunc: (args) => {
-      const a = args.inputs["a"] as tf.TensorInfo
-      const b = args.inputs["b"] as tf.TensorInfo
-      const attrs = args.attrs as unknown as tf.BatchMatMulAttrs
-      const aShape = matrixShape(a)
-      const bShape = matrixShape(b)
-      if (aShape === undefined || bShape === undefined || a.dtype !== "float32" || b.dtype !== "float32") return previous.kernelFunc(args)
-      const transA = attrs.transposeA === true
-      const transB = attrs.transposeB === true
-      const [m, k] = transA ? [aShape[1], aShape[0]] : aShape
-      const n = transB ? bShape[0] : bShape[1]
-      if (k !== (transB ? bShape[1] : bShape[0]) || m === 0 || n === 0 || k === 0) return previous.kernelFunc(args)
-      const backend = args.backend as unknown as WasmBackendInternals
-      const arena = new KernelArena(kernel.memory, kernel.heapBase)
-      const aIn = arena.copyIn(backend, a)
-      const bIn = arena.copyIn(backend, b)
-      const c = arena.take(m * n * 4)
-      // A transposed A is copied into row order (m k floats moved), or the product is taken
-      // transposed, C^T = op(B)^T A with A as given ((transB ? 0 : k n) + m n moved): a rank-8
-      // LoRA factor's gradient over 2048 tokens moves 8 times less that way.
-      if (transA && (transB ? 0 : k * n) + m * n < m * k) {
-        let left = bIn
-        if (!transB) {
-          left = arena.take(k * n * 4)
-          kernel.run("transposeInto", () => [bIn, left, k, n], 1, 1)
-        }
-        const packed = arena.take(k * Math.ceil(m / 8) * 8 * 4)
-        pack(kernel, aIn, packed, k, m, false)
-        const cT = arena.take(m * n * 4)
-        multiply(kernel, left, packed, cT, n, k, m)
-        kernel.run("transposeInto", () => [cT, c, n, m], 1, 1)
-      } else {
-        let rowsOfA = aIn
-        if (transA) {
-          rowsOfA = arena.take(m * k * 4)
-          kernel.run("transposeInto", () => [aIn, rowsOfA, k, m], 1, 1)
-        }
-        const packed = arena.take(k * Math.ceil(n / 8) * 8 * 4)
-        pack(kernel, bIn, packed, k, n, transB)
-        multiply(kernel, rowsOfA, packed, c, m, k, n)
+  replaceWasmKernel(tf.BatchMatMul, (previous) => (args) => {
+    const a = args.inputs["a"] as tf.TensorInfo
+    const b = args.inputs["b"] as tf.TensorInfo
+    const attrs = args.attrs as unknown as tf.BatchMatMulAttrs
+    const aShape = matrixShape(a)
+    const bShape = matrixShape(b)
+    if (aShape === undefined || bShape === undefined || a.dtype !== "float32" || b.dtype !== "float32") return previous.kernelFunc(args)
+    const transA = attrs.transposeA === true
+    const transB = attrs.transposeB === true
+    const [m, k] = transA ? [aShape[1], aShape[0]] : aShape
+    const n = transB ? bShape[0] : bShape[1]
+    if (k !== (transB ? bShape[1] : bShape[0]) || m === 0 || n === 0 || k === 0) return previous.kernelFunc(args)
+    const backend = args.backend as unknown as WasmBackendInternals
+    const arena = new KernelArena(kernel.memory, kernel.heapBase)
+    const aIn = arena.copyIn(backend, a)
+    const bIn = arena.copyIn(backend, b)
+    const c = arena.take(m * n * 4)
+    // A transposed A is copied into row order (m k floats moved), or the product is taken
+    // transposed, C^T = op(B)^T A with A as given ((transB ? 0 : k n) + m n moved): a rank-8
+    // LoRA factor's gradient over 2048 tokens moves 8 times less that way.
+    if (transA && (transB ? 0 : k * n) + m * n < m * k) {
+      let left = bIn
+      if (!transB) {
+        left = arena.take(k * n * 4)
+        kernel.run("transposeInto", () => [bIn, left, k, n], 1, 1)
       }
-      const leading = new Array<number>(Math.max(a.shape.length, b.shape.length) - 2).fill(1)
-      return arena.copyOut(backend, c, [...leading, m, n])
+      const packed = arena.take(k * Math.ceil(m / 8) * 8 * 4)
+      pack(kernel, aIn, packed, k, m, false)
+      const cT = arena.take(m * n * 4)
+      multiply(kernel, left, packed, cT, n, k, m)
+      kernel.run("transposeInto", () => [cT, c, n, m], 1, 1)
+    } else {
+      let rowsOfA = aIn
+      if (transA) {
+        rowsOfA = arena.take(m * k * 4)
+        kernel.run("transposeInto", () => [aIn, rowsOfA, k, m], 1, 1)
+      }
+      const packed = arena.take(k * Math.ceil(n / 8) * 8 * 4)
+      pack(kernel, bIn, packed, k, n, transB)
+      multiply(kernel, rowsOfA, packed, c, m, k, n)
     }
+    const leading = new Array<number>(Math.max(a.shape.length, b.shape.length) - 2).fill(1)
+    return arena.copyOut(backend, c, [...leading, m, n])
   })
   return kernel.threads
 }

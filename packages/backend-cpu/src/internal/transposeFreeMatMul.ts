@@ -20,6 +20,7 @@
  * the transpose first avoids that bug.
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { matrixShape } from "./matrixShape.js"
 
 interface WasmBackendInternals {
   readonly dataIdMap: { has(dataId: object): boolean }
@@ -44,12 +45,11 @@ let installed = false
 /** How many transposes are kept now (for tests). */
 export const keptTransposes = (): number => kept.size
 
-/** [1, ..., 1, rows, cols] -> its 2D view, or undefined when a leading dimension is not 1. */
+/** A float32 [1, ..., 1, rows, cols] -> its 2D view, or undefined. */
 const as2d = (x: tf.TensorInfo): tf.TensorInfo | undefined => {
-  const rank = x.shape.length
-  if (rank < 2 || x.dtype !== "float32") return undefined
-  for (let i = 0; i < rank - 2; i++) if (x.shape[i] !== 1) return undefined
-  return rank === 2 ? x : { dataId: x.dataId, shape: x.shape.slice(-2), dtype: x.dtype }
+  const shape = matrixShape(x)
+  if (shape === undefined || x.dtype !== "float32") return undefined
+  return x.shape.length === 2 ? x : { dataId: x.dataId, shape, dtype: x.dtype }
 }
 
 /** The broadcast output shape of op(a) op(b) for inputs whose leading dimensions are all 1. */

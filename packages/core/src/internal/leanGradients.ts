@@ -85,34 +85,45 @@ export const leanVariableGrads = (
     // Saved tensors of nodes off the path are never read.
     for (const node of tape) if (!onPath.has(node.id)) disposeSaved(node)
     const accumulated = new Map<number, tf.Tensor>([[y.id, tf.onesLike(y)]])
+    // The tensors `accumulated` holds, to tell when a gradient function hands back one of them.
+    const held = new Set<tf.Tensor>(accumulated.values())
+    const hold = (id: number, gradient: tf.Tensor) => {
+      accumulated.set(id, gradient)
+      held.add(gradient)
+    }
+    const release = (id: number) => {
+      const gradient = accumulated.get(id)
+      if (gradient === undefined) return
+      accumulated.delete(id)
+      held.delete(gradient)
+      gradient.dispose()
+    }
     for (let i = path.length - 1; i >= 0; i--) {
       const node = path[i]!
       const dys = node.outputs.map((output) => accumulated.get(output.id) ?? null)
       if (node.gradient === undefined) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`)
       const inputGradients = node.gradient(dys)
-      const kept = new Set<tf.Tensor>([...dys.filter((dy): dy is tf.Tensor => dy !== null), ...(node.saved ?? [])])
+      const saved = new Set<tf.Tensor>(node.saved ?? [])
       for (const [inputName, input] of Object.entries(node.inputs)) {
         const gradientOf = inputGradients[inputName]
         if (gradientOf === undefined) throw new Error(`Cannot backprop through input ${inputName}. Available gradients found: ${Object.keys(inputGradients)}.`)
         let dx = engine.tidy(inputName, gradientOf)
         if (dx.dtype !== "float32") throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${inputName} must have 'float32' dtype, but has '${dx.dtype}'`)
         if (!tf.util.arraysEqual(dx.shape, input.shape)) throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input '${inputName}' has shape '${dx.shape}', which does not match the shape of the input '${input.shape}'`)
-        // A gradient that is a tensor freed below (a dy passed through) or already held for another
-        // input gets a handle of its own (a clone shares the data).
-        if (kept.has(dx) || [...accumulated.values()].includes(dx)) dx = tf.clone(dx)
+        // A gradient that is a tensor held or freed below (a dy passed through, a saved tensor)
+        // gets a handle of its own (a clone shares the data).
+        if (held.has(dx) || saved.has(dx)) dx = tf.clone(dx)
         const previous = accumulated.get(input.id)
-        if (previous === undefined) accumulated.set(input.id, dx)
+        if (previous === undefined) hold(input.id, dx)
         else {
-          accumulated.set(input.id, tf.add(previous, dx))
-          previous.dispose()
+          const sum = tf.add(previous, dx)
+          release(input.id)
           dx.dispose()
+          hold(input.id, sum)
         }
       }
       // Past this node: its outputs' gradients and what it saved are read by no one.
-      for (const output of node.outputs) {
-        accumulated.get(output.id)?.dispose()
-        accumulated.delete(output.id)
-      }
+      for (const output of node.outputs) release(output.id)
       disposeSaved(node)
     }
     const grads: Record<string, tf.Tensor> = {}
